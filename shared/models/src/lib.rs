@@ -9,3 +9,9 @@ pub mod status;
 pub use error::ModelError;
 pub use facts::{Facts, Period, Scenario};
 pub use status::{DispatchStatus, NodeStatus, Relation, TicketStatus};
+
+pub mod content;
+pub mod render;
+pub mod rules;
+pub mod submission;
+pub mod ticket;

@@ -1,1 +1,1301 @@
-//! (being written)
+//! A fake DingTalk open API (`api.dingtalk.com`, new camelCase API) as a real HTTP server on 127.0.0.1.
+//!
+//! It answers like DINGTALK.md describes, errors included, and it also checks what it is sent: a request the
+//! real DingTalk would refuse is refused here with the same code and a message naming the field, so a test
+//! passing against the fake says something about the real thing. It runs a small approval engine (steps of
+//! AND / OR / NONE approvers, transfers, termination) that tests drive with [`FakeDingTalk::act`] and friends,
+//! and it keeps the events DingTalk would push (plain JSON, before encryption) in [`FakeDingTalk::events`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// DingTalk's token lifetime in seconds.
+pub const TOKEN_TTL_SECS: u64 = 7200;
+/// How long after creation DingTalk refuses a termination (the fake defaults to 0, see
+/// [`FakeDingTalk::set_terminate_grace`]).
+pub const DINGTALK_TERMINATE_GRACE: Duration = Duration::from_secs(15);
+/// The corpId the fake puts into the events it records.
+pub const FAKE_CORP_ID: &str = "dingfakecorp0000";
+
+const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
+
+/// One approver's task, as the get call shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FakeTask {
+    /// A number, as DingTalk sends it.
+    pub task_id: i64,
+    pub user_id: String,
+    /// `NEW|RUNNING|PAUSED|CANCELED|COMPLETED|TERMINATED`.
+    pub status: String,
+    /// `AGREE|REFUSE|REDIRECTED|NONE`.
+    pub result: String,
+    pub activity_id: String,
+    pub create_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<String>,
+}
+
+/// One history entry, as the get call shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FakeRecord {
+    pub user_id: String,
+    pub date: String,
+    #[serde(rename = "type")]
+    pub record_type: String,
+    /// `AGREE|REFUSE|NONE`.
+    pub result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remark: Option<String>,
+    pub show_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity_id: Option<String>,
+}
+
+/// One step of an instance's flow, from the create's `approvers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeStep {
+    /// `AND|OR|NONE`.
+    pub action_type: String,
+    pub user_ids: Vec<String>,
+}
+
+/// An instance the fake holds.
+#[derive(Debug, Clone)]
+pub struct FakeInstance {
+    pub id: String,
+    pub process_code: String,
+    pub originator_user_id: String,
+    pub title: String,
+    /// `NEW|RUNNING|TERMINATED|COMPLETED|CANCELED`.
+    pub status: String,
+    /// `agree|refuse` once completed.
+    pub result: Option<String>,
+    pub steps: Vec<FakeStep>,
+    /// Index into `steps` of the step now waiting for approvers (`steps.len()` when none is).
+    pub current_step: usize,
+    pub tasks: Vec<FakeTask>,
+    pub records: Vec<FakeRecord>,
+    /// The accepted create body, as sent.
+    pub create_body: Value,
+    pub created_at: Instant,
+    pub create_ms: i64,
+    pub finish_ms: Option<i64>,
+}
+
+impl FakeInstance {
+    /// User ids whose tasks are open now.
+    pub fn open_approvers(&self) -> Vec<String> {
+        self.tasks
+            .iter()
+            .filter(|t| t.status == "RUNNING")
+            .map(|t| t.user_id.clone())
+            .collect()
+    }
+
+    /// DingTalk's human-facing serial number of the instance.
+    pub fn business_id(&self) -> String {
+        format!("2024{:08}", self.create_ms.rem_euclid(100_000_000))
+    }
+
+    fn result_json(&self) -> Value {
+        let mut approvers: Vec<String> = Vec::new();
+        for step in &self.steps {
+            for u in &step.user_ids {
+                if !approvers.contains(u) {
+                    approvers.push(u.clone());
+                }
+            }
+        }
+        let form: Vec<Value> = self.create_body["formComponentValues"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| json!({"name": f["name"], "value": f["value"], "componentType": "TextField"}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut result = json!({
+            "title": self.title,
+            "createTime": dingtalk_time(self.create_ms),
+            "originatorUserId": self.originator_user_id,
+            "originatorDeptId": self.create_body.get("deptId").map_or("-1".to_string(), |d| d.to_string()),
+            "status": self.status,
+            "result": self.result.clone().unwrap_or_default(),
+            "businessId": self.business_id(),
+            "approverUserIds": approvers,
+            "ccUserIds": [],
+            "formComponentValues": form,
+            "tasks": self.tasks,
+            "operationRecords": self.records,
+        });
+        if let Some(ms) = self.finish_ms {
+            result["finishTime"] = json!(dingtalk_time(ms));
+        }
+        result
+    }
+}
+
+/// Counters and switches tests use to make DingTalk misbehave.
+#[derive(Debug, Default)]
+struct Faults {
+    fail_creates: usize,
+    fail_gets: usize,
+    fail_terminates: usize,
+    delay: Duration,
+}
+
+#[derive(Debug)]
+struct IssuedToken {
+    token: String,
+    expires_at: Instant,
+    revoked: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    app_key: String,
+    app_secret: String,
+    agent_id: Option<i64>,
+    token_ttl: Duration,
+    tokens: Vec<IssuedToken>,
+    token_calls: usize,
+    process_codes: BTreeSet<String>,
+    terminate_grace: Duration,
+    faults: Faults,
+    calls: Vec<(String, String)>,
+    creates: Vec<Value>,
+    terminations: Vec<Value>,
+    instances: BTreeMap<String, FakeInstance>,
+    events: Vec<Value>,
+    next_task_id: i64,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    down: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A test that panicked while holding the lock must not hide its own failure behind a poison error.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The fake DingTalk. Dropping it stops the server.
+pub struct FakeDingTalk {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: JoinHandle<()>,
+}
+
+impl Drop for FakeDingTalk {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeDingTalk {
+    /// Starts the fake on 127.0.0.1 with a free port, accepting these app credentials.
+    pub async fn start(app_key: &str, app_secret: &str) -> FakeDingTalk {
+        let down = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                app_key: app_key.to_string(),
+                app_secret: app_secret.to_string(),
+                agent_id: None,
+                token_ttl: Duration::from_secs(TOKEN_TTL_SECS),
+                tokens: Vec::new(),
+                token_calls: 0,
+                process_codes: BTreeSet::new(),
+                terminate_grace: Duration::ZERO,
+                faults: Faults::default(),
+                calls: Vec::new(),
+                creates: Vec::new(),
+                terminations: Vec::new(),
+                instances: BTreeMap::new(),
+                events: Vec::new(),
+                next_task_id: 60_000_000_001,
+            }),
+            down: down.clone(),
+        });
+        let app = Router::new()
+            .route("/v1.0/oauth2/accessToken", post(token_call))
+            .route(
+                "/v1.0/workflow/processInstances",
+                post(create_call).get(get_call),
+            )
+            .route(
+                "/v1.0/workflow/processInstances/terminate",
+                post(terminate_call),
+            )
+            .fallback(unknown_call)
+            .with_state(shared.clone());
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake dingtalk");
+        let addr = listener.local_addr().expect("fake dingtalk address");
+        let gate = GateListener {
+            inner: listener,
+            down,
+        };
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(gate, app).await;
+        });
+        FakeDingTalk {
+            shared,
+            addr,
+            server,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, to use as `DINGTALK_API_BASE`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Makes `code` a known approval template; creates with any other process code get `processCodeError`.
+    pub fn add_process_code(&self, code: &str) {
+        self.shared.lock().process_codes.insert(code.to_string());
+    }
+
+    /// Makes creates with another `microappAgentId` fail, as DingTalk does for an app's wrong AgentId.
+    pub fn set_agent_id(&self, agent_id: i64) {
+        self.shared.lock().agent_id = Some(agent_id);
+    }
+
+    /// Lifetime of tokens issued from now on (DingTalk: 7200 s).
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.shared.lock().token_ttl = ttl;
+    }
+
+    /// Revokes every token issued so far: the next call with one gets 400 `InvalidAuthentication`, and the
+    /// next token call issues a new token.
+    pub fn expire_tokens(&self) {
+        for t in self.shared.lock().tokens.iter_mut() {
+            t.revoked = true;
+        }
+    }
+
+    /// How many token calls were made (successful or not).
+    pub fn token_calls(&self) -> usize {
+        self.shared.lock().token_calls
+    }
+
+    /// The next `n` creates answer 500 `systemError` and create nothing.
+    pub fn fail_creates(&self, n: usize) {
+        self.shared.lock().faults.fail_creates = n;
+    }
+
+    /// The next `n` get calls answer 500 `systemError`.
+    pub fn fail_gets(&self, n: usize) {
+        self.shared.lock().faults.fail_gets = n;
+    }
+
+    /// The next `n` terminations answer 500 `systemError` and terminate nothing.
+    pub fn fail_terminates(&self, n: usize) {
+        self.shared.lock().faults.fail_terminates = n;
+    }
+
+    /// Every reply is held back this long (to provoke client timeouts).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.lock().faults.delay = delay;
+    }
+
+    /// While down, connections are dropped without an HTTP answer, open ones included.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Terminations this soon after creation are refused (DingTalk: [`DINGTALK_TERMINATE_GRACE`]).
+    pub fn set_terminate_grace(&self, grace: Duration) {
+        self.shared.lock().terminate_grace = grace;
+    }
+
+    /// Bodies of the accepted creates, in order, exactly as sent.
+    pub fn creates(&self) -> Vec<Value> {
+        self.shared.lock().creates.clone()
+    }
+
+    /// Bodies of the accepted terminations, in order, exactly as sent.
+    pub fn terminations(&self) -> Vec<Value> {
+        self.shared.lock().terminations.clone()
+    }
+
+    /// Every request that reached the fake: (method, path), token calls included.
+    pub fn calls(&self) -> Vec<(String, String)> {
+        self.shared.lock().calls.clone()
+    }
+
+    /// An instance as the fake holds it.
+    pub fn instance(&self, id: &str) -> Option<FakeInstance> {
+        self.shared.lock().instances.get(id).cloned()
+    }
+
+    /// Ids of all instances, in creation order.
+    pub fn instance_ids(&self) -> Vec<String> {
+        let inner = self.shared.lock();
+        let mut all: Vec<&FakeInstance> = inner.instances.values().collect();
+        all.sort_by_key(|i| (i.create_ms, i.created_at));
+        all.into_iter().map(|i| i.id.clone()).collect()
+    }
+
+    /// The events DingTalk would have pushed so far (`bpms_instance_change`, `bpms_task_change`), as the
+    /// plain JSON found inside `encrypt`, in order.
+    pub fn events(&self) -> Vec<Value> {
+        self.shared.lock().events.clone()
+    }
+
+    /// Takes the recorded events, leaving none.
+    pub fn take_events(&self) -> Vec<Value> {
+        std::mem::take(&mut self.shared.lock().events)
+    }
+
+    /// `user_id` approves (`agree`) or refuses their open task, as in the DingTalk app. The flow moves on:
+    /// an OR step is decided by the first answer, an AND step needs every approver, a refusal ends the
+    /// instance refused, the last step's approval completes it approved.
+    pub fn act(
+        &self,
+        instance_id: &str,
+        user_id: &str,
+        agree: bool,
+        remark: &str,
+    ) -> Result<(), String> {
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let inst = inner
+            .instances
+            .get_mut(instance_id)
+            .ok_or("no such instance")?;
+        if inst.status != "RUNNING" {
+            return Err(format!("instance is {}", inst.status));
+        }
+        let now = now_ms();
+        let pos = inst
+            .tasks
+            .iter()
+            .position(|t| t.user_id == user_id && t.status == "RUNNING")
+            .ok_or_else(|| format!("{user_id} has no open task"))?;
+        let verdict = if agree { "AGREE" } else { "REFUSE" };
+        let task = &mut inst.tasks[pos];
+        task.status = "COMPLETED".into();
+        task.result = verdict.into();
+        task.finish_time = Some(dingtalk_time(now));
+        let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
+        inst.records.push(FakeRecord {
+            user_id: user_id.into(),
+            date: dingtalk_time(now),
+            record_type: "EXECUTE_TASK_NORMAL".into(),
+            result: verdict.into(),
+            remark: (!remark.is_empty()).then(|| remark.to_string()),
+            show_name: "审批人".into(),
+            activity_id: Some(activity_id.clone()),
+        });
+        inner.events.push(task_event(
+            inst,
+            task_id,
+            user_id,
+            "finish",
+            Some(verdict),
+            remark,
+            now,
+        ));
+        let step = inst.steps.get(inst.current_step).cloned();
+        let step_done = !agree
+            || step.as_ref().is_none_or(|s| s.action_type != "AND")
+            || !inst
+                .tasks
+                .iter()
+                .any(|t| t.activity_id == activity_id && t.status == "RUNNING");
+        if !agree {
+            cancel_open_tasks(inst, &mut inner.events, now);
+            complete(inst, &mut inner.events, "refuse", now);
+        } else if step_done {
+            cancel_open_tasks(inst, &mut inner.events, now);
+            inst.current_step += 1;
+            if inst.current_step < inst.steps.len() {
+                start_step(inst, &mut inner.next_task_id, &mut inner.events, now);
+            } else {
+                complete(inst, &mut inner.events, "agree", now);
+            }
+        }
+        Ok(())
+    }
+
+    /// `from` hands their open task to `to` (DingTalk's transfer): the task ends `REDIRECTED` and `to`
+    /// gets a new one in the same step.
+    pub fn transfer(
+        &self,
+        instance_id: &str,
+        from: &str,
+        to: &str,
+        remark: &str,
+    ) -> Result<(), String> {
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let inst = inner
+            .instances
+            .get_mut(instance_id)
+            .ok_or("no such instance")?;
+        let now = now_ms();
+        let pos = inst
+            .tasks
+            .iter()
+            .position(|t| t.user_id == from && t.status == "RUNNING")
+            .ok_or_else(|| format!("{from} has no open task"))?;
+        let task = &mut inst.tasks[pos];
+        task.status = "CANCELED".into();
+        task.result = "REDIRECTED".into();
+        task.finish_time = Some(dingtalk_time(now));
+        let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
+        inst.records.push(FakeRecord {
+            user_id: from.into(),
+            date: dingtalk_time(now),
+            record_type: "REDIRECT_TASK".into(),
+            result: "NONE".into(),
+            remark: (!remark.is_empty()).then(|| remark.to_string()),
+            show_name: "转交".into(),
+            activity_id: Some(activity_id.clone()),
+        });
+        inner.events.push(task_event(
+            inst,
+            task_id,
+            from,
+            "finish",
+            Some("redirect"),
+            remark,
+            now,
+        ));
+        if let Some(step) = inst.steps.get_mut(inst.current_step) {
+            for u in step.user_ids.iter_mut().filter(|u| *u == from) {
+                *u = to.to_string();
+            }
+        }
+        let new_id = next_id(&mut inner.next_task_id);
+        inst.tasks.push(FakeTask {
+            task_id: new_id,
+            user_id: to.into(),
+            status: "RUNNING".into(),
+            result: "NONE".into(),
+            activity_id,
+            create_time: dingtalk_time(now),
+            finish_time: None,
+        });
+        inner
+            .events
+            .push(task_event(inst, new_id, to, "start", None, "", now));
+        Ok(())
+    }
+
+    /// Ends a running instance at once with `agree` or `refuse`, whatever its steps (a template flow the
+    /// fake does not model, or a shortcut for tests).
+    pub fn finish(&self, instance_id: &str, agree: bool) -> Result<(), String> {
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let inst = inner
+            .instances
+            .get_mut(instance_id)
+            .ok_or("no such instance")?;
+        if inst.status != "RUNNING" {
+            return Err(format!("instance is {}", inst.status));
+        }
+        let now = now_ms();
+        cancel_open_tasks(inst, &mut inner.events, now);
+        inst.current_step = inst.steps.len();
+        complete(
+            inst,
+            &mut inner.events,
+            if agree { "agree" } else { "refuse" },
+            now,
+        );
+        Ok(())
+    }
+
+    /// The originator withdraws the instance in the DingTalk app (not through the API).
+    pub fn withdraw_in_app(&self, instance_id: &str, remark: &str) -> Result<(), String> {
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let inst = inner
+            .instances
+            .get_mut(instance_id)
+            .ok_or("no such instance")?;
+        if inst.status != "RUNNING" {
+            return Err(format!("instance is {}", inst.status));
+        }
+        let originator = inst.originator_user_id.clone();
+        terminate(inst, &mut inner.events, &originator, remark, now_ms());
+        Ok(())
+    }
+}
+
+fn next_id(counter: &mut i64) -> i64 {
+    *counter += 1;
+    *counter
+}
+
+fn start_step(inst: &mut FakeInstance, task_ids: &mut i64, events: &mut Vec<Value>, now: i64) {
+    let Some(step) = inst.steps.get(inst.current_step).cloned() else {
+        return;
+    };
+    let activity_id = format!("act-{}", inst.current_step + 1);
+    for user in &step.user_ids {
+        let task_id = next_id(task_ids);
+        inst.tasks.push(FakeTask {
+            task_id,
+            user_id: user.clone(),
+            status: "RUNNING".into(),
+            result: "NONE".into(),
+            activity_id: activity_id.clone(),
+            create_time: dingtalk_time(now),
+            finish_time: None,
+        });
+        events.push(task_event(inst, task_id, user, "start", None, "", now));
+    }
+}
+
+fn cancel_open_tasks(inst: &mut FakeInstance, events: &mut Vec<Value>, now: i64) {
+    let mut canceled = Vec::new();
+    for t in inst.tasks.iter_mut().filter(|t| t.status == "RUNNING") {
+        t.status = "CANCELED".into();
+        t.finish_time = Some(dingtalk_time(now));
+        canceled.push((t.task_id, t.user_id.clone()));
+    }
+    for (task_id, user) in canceled {
+        events.push(task_event(inst, task_id, &user, "cancel", None, "", now));
+    }
+}
+
+fn complete(inst: &mut FakeInstance, events: &mut Vec<Value>, result: &str, now: i64) {
+    inst.status = "COMPLETED".into();
+    inst.result = Some(result.into());
+    inst.finish_ms = Some(now);
+    inst.records.push(FakeRecord {
+        user_id: inst.originator_user_id.clone(),
+        date: dingtalk_time(now),
+        record_type: "FINISH_PROCESS_INSTANCE".into(),
+        result: "NONE".into(),
+        remark: None,
+        show_name: "结束".into(),
+        activity_id: None,
+    });
+    events.push(instance_event(inst, "finish", Some(result), now));
+}
+
+fn terminate(
+    inst: &mut FakeInstance,
+    events: &mut Vec<Value>,
+    operator: &str,
+    remark: &str,
+    now: i64,
+) {
+    cancel_open_tasks(inst, events, now);
+    inst.status = "TERMINATED".into();
+    inst.finish_ms = Some(now);
+    inst.records.push(FakeRecord {
+        user_id: operator.into(),
+        date: dingtalk_time(now),
+        record_type: "TERMINATE_PROCESS_INSTANCE".into(),
+        result: "NONE".into(),
+        remark: (!remark.is_empty()).then(|| remark.to_string()),
+        show_name: "撤销".into(),
+        activity_id: None,
+    });
+    events.push(instance_event(inst, "terminate", None, now));
+}
+
+fn event_base(kind: &str, inst: &FakeInstance, now: i64) -> Map<String, Value> {
+    let mut e = Map::new();
+    e.insert("EventType".into(), json!(kind));
+    e.insert("eventId".into(), json!(random_hex(32)));
+    e.insert("EventTime".into(), json!(now.to_string()));
+    e.insert("CorpId".into(), json!(FAKE_CORP_ID));
+    e.insert("processInstanceId".into(), json!(inst.id));
+    e.insert("processCode".into(), json!(inst.process_code));
+    e.insert("title".into(), json!(inst.title));
+    e.insert("createTime".into(), json!(inst.create_ms));
+    e.insert("bizCategoryId".into(), json!(""));
+    e
+}
+
+fn instance_event(inst: &FakeInstance, kind: &str, result: Option<&str>, now: i64) -> Value {
+    let mut e = event_base("bpms_instance_change", inst, now);
+    e.insert("type".into(), json!(kind));
+    e.insert("staffId".into(), json!(inst.originator_user_id));
+    e.insert(
+        "url".into(),
+        json!(format!(
+            "https://aflow.dingtalk.com/dingtalk/mobile/homepage.htm?procInstId={}",
+            inst.id
+        )),
+    );
+    e.insert("businessId".into(), json!(inst.business_id()));
+    if kind != "start" {
+        e.insert("finishTime".into(), json!(now));
+    }
+    if let Some(r) = result {
+        e.insert("result".into(), json!(r));
+    }
+    Value::Object(e)
+}
+
+fn task_event(
+    inst: &FakeInstance,
+    task_id: i64,
+    staff: &str,
+    kind: &str,
+    result: Option<&str>,
+    remark: &str,
+    now: i64,
+) -> Value {
+    let mut e = event_base("bpms_task_change", inst, now);
+    e.insert("type".into(), json!(kind));
+    e.insert("taskId".into(), json!(task_id));
+    e.insert("staffId".into(), json!(staff));
+    if kind != "start" {
+        e.insert("finishTime".into(), json!(now));
+    }
+    if let Some(r) = result {
+        e.insert("result".into(), json!(r.to_ascii_lowercase()));
+    }
+    if !remark.is_empty() {
+        e.insert("remark".into(), json!(remark));
+    }
+    Value::Object(e)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// HTTP side
+
+/// DingTalk's error reply: HTTP status with `{"code", "message", "requestid"}`.
+struct Reject {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "code": self.code,
+            "message": self.message,
+            "requestid": random_hex(32).to_uppercase(),
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Handlers answer a JSON body or DingTalk's error.
+type Reply = Result<Response, Reject>;
+
+fn dt_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Reject {
+    Reject { status, code, message: message.into() }
+}
+
+fn invalid(message: impl Into<String>) -> Reject {
+    dt_error(StatusCode::BAD_REQUEST, "invalidParameter", message)
+}
+
+fn system_error() -> Reject {
+    dt_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "systemError",
+        "系统繁忙 (system error)",
+    )
+}
+
+/// Records the call and applies the configured delay; every handler starts here.
+async fn arrive(shared: &Shared, method: Method, path: &str) {
+    let delay = {
+        let mut inner = shared.lock();
+        inner.calls.push((method.to_string(), path.to_string()));
+        inner.faults.delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// The token must come in `x-acs-dingtalk-access-token` and nowhere else, and must be live.
+fn authenticate(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Result<(), Reject> {
+    let in_query = query.is_some_and(|q| {
+        url_pairs(q).any(|(k, _)| {
+            k.eq_ignore_ascii_case("access_token") || k.eq_ignore_ascii_case("accessToken")
+        })
+    });
+    if in_query || headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return Err(invalid(
+            "the access token goes in the x-acs-dingtalk-access-token header only",
+        ));
+    }
+    let Some(token) = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "AuthenticationFailed.MissingParameter",
+            "x-acs-dingtalk-access-token is missing",
+        ));
+    };
+    let inner = shared.lock();
+    let now = Instant::now();
+    let live = inner
+        .tokens
+        .iter()
+        .any(|t| t.token == token && !t.revoked && now < t.expires_at);
+    if live {
+        Ok(())
+    } else {
+        Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAuthentication",
+            "不合法的access_token (invalid or expired token)",
+        ))
+    }
+}
+
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Reject> {
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !is_json {
+        return Err(invalid("Content-Type must be application/json"));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(invalid("the body is not a JSON object")),
+    }
+}
+
+async fn token_call(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    arrive(&shared, Method::POST, "/v1.0/oauth2/accessToken").await;
+    shared.lock().token_calls += 1;
+    let body = json_body(&headers, &body)?;
+    let (Some(key), Some(secret)) = (
+        body.get("appKey").and_then(Value::as_str),
+        body.get("appSecret").and_then(Value::as_str),
+    ) else {
+        return Err(invalid("appKey and appSecret are required strings"));
+    };
+    let mut inner = shared.lock();
+    if key != inner.app_key || secret != inner.app_secret {
+        return Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "invalidClientIdOrSecret",
+            "无效的clientId或者clientSecret",
+        ));
+    }
+    let now = Instant::now();
+    if let Some(t) = inner
+        .tokens
+        .iter()
+        .rev()
+        .find(|t| !t.revoked && now < t.expires_at)
+    {
+        let left = t.expires_at.duration_since(now).as_secs();
+        return Ok(Json(json!({"accessToken": t.token, "expireIn": left})).into_response());
+    }
+    let ttl = inner.token_ttl;
+    let token = random_hex(32);
+    inner.tokens.push(IssuedToken {
+        token: token.clone(),
+        expires_at: now + ttl,
+        revoked: false,
+    });
+    Ok(Json(json!({"accessToken": token, "expireIn": ttl.as_secs()})).into_response())
+}
+
+async fn create_call(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    arrive(&shared, Method::POST, "/v1.0/workflow/processInstances").await;
+    authenticate(&shared, &headers, query.as_deref())?;
+    let body = json_body(&headers, &body)?;
+    let mut inner = shared.lock();
+    if inner.faults.fail_creates > 0 {
+        inner.faults.fail_creates -= 1;
+        return Err(system_error());
+    }
+    let req = check_create(&body, &inner.process_codes, inner.agent_id)?;
+    let now = now_ms();
+    let id = uuid_like();
+    let title = format!("{}提交的审批", req.originator);
+    let mut inst = FakeInstance {
+        id: id.clone(),
+        process_code: req.process_code,
+        originator_user_id: req.originator.clone(),
+        title,
+        status: "RUNNING".into(),
+        result: None,
+        steps: req.steps,
+        current_step: 0,
+        tasks: Vec::new(),
+        records: vec![FakeRecord {
+            user_id: req.originator,
+            date: dingtalk_time(now),
+            record_type: "START_PROCESS_INSTANCE".into(),
+            result: "NONE".into(),
+            remark: None,
+            show_name: "发起审批".into(),
+            activity_id: None,
+        }],
+        create_body: Value::Object(body.clone()),
+        created_at: Instant::now(),
+        create_ms: now,
+        finish_ms: None,
+    };
+    let inner = &mut *inner;
+    inner.events.push(instance_event(&inst, "start", None, now));
+    start_step(&mut inst, &mut inner.next_task_id, &mut inner.events, now);
+    inner.instances.insert(id.clone(), inst);
+    inner.creates.push(Value::Object(body));
+    Ok(Json(json!({"instanceId": id})).into_response())
+}
+
+struct CheckedCreate {
+    originator: String,
+    process_code: String,
+    steps: Vec<FakeStep>,
+}
+
+/// DingTalk's own checks on a create, each failure naming its field.
+fn check_create(
+    body: &Map<String, Value>,
+    process_codes: &BTreeSet<String>,
+    agent_id: Option<i64>,
+) -> Result<CheckedCreate, Reject> {
+    let non_empty_str = |field: &str| match body.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(_) => Err(invalid(format!("{field} must be a non-empty string"))),
+        None => Err(invalid(format!("{field} is required"))),
+    };
+    let originator = non_empty_str("originatorUserId")?;
+    let process_code = non_empty_str("processCode")?;
+    if !process_codes.contains(&process_code) {
+        return Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "processCodeError",
+            format!("processCode {process_code} does not exist"),
+        ));
+    }
+    for field in ["deptId", "microappAgentId"] {
+        if let Some(v) = body.get(field) {
+            if !v.is_i64() {
+                return Err(invalid(format!("{field} must be a number")));
+            }
+        }
+    }
+    if let (Some(expected), Some(sent)) = (
+        agent_id,
+        body.get("microappAgentId").and_then(Value::as_i64),
+    ) {
+        if expected != sent {
+            return Err(invalid(format!(
+                "microappAgentId {sent} is not this app's agent"
+            )));
+        }
+    }
+    let mut steps = Vec::new();
+    if let Some(approvers) = body.get("approvers") {
+        let Some(list) = approvers.as_array() else {
+            return Err(invalid("approvers must be a list"));
+        };
+        if list.len() > 20 {
+            return Err(invalid(format!(
+                "approvers has {} entries, at most 20 are allowed",
+                list.len()
+            )));
+        }
+        for (i, step) in list.iter().enumerate() {
+            let action = step
+                .get("actionType")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !matches!(action, "AND" | "OR" | "NONE") {
+                return Err(invalid(format!(
+                    "approvers[{i}].actionType must be AND, OR or NONE"
+                )));
+            }
+            let users: Option<Vec<String>> =
+                step.get("userIds").and_then(Value::as_array).map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+                        .collect()
+                });
+            let raw_len = step
+                .get("userIds")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let users = match users {
+                Some(u) if !u.is_empty() && u.len() == raw_len => u,
+                _ => {
+                    return Err(invalid(format!(
+                        "approvers[{i}].userIds must be a non-empty list of user ids"
+                    )))
+                }
+            };
+            if action == "NONE" && users.len() != 1 {
+                return Err(invalid(format!(
+                    "approvers[{i}].actionType NONE needs exactly one user"
+                )));
+            }
+            steps.push(FakeStep {
+                action_type: action.to_string(),
+                user_ids: users,
+            });
+        }
+    }
+    if let Some(cc) = body.get("ccList") {
+        if !cc
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string))
+        {
+            return Err(invalid("ccList must be a list of user ids"));
+        }
+    }
+    if let Some(pos) = body.get("ccPosition") {
+        if !matches!(pos.as_str(), Some("START" | "FINISH" | "START_FINISH")) {
+            return Err(invalid("ccPosition must be START, FINISH or START_FINISH"));
+        }
+    }
+    let Some(form) = body.get("formComponentValues") else {
+        return Err(invalid("formComponentValues is required"));
+    };
+    let Some(form) = form.as_array() else {
+        return Err(invalid("formComponentValues must be a list"));
+    };
+    if form.len() > 150 {
+        return Err(invalid(format!(
+            "formComponentValues has {} entries, at most 150 are allowed",
+            form.len()
+        )));
+    }
+    for (i, f) in form.iter().enumerate() {
+        if !f
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+        {
+            return Err(invalid(format!(
+                "formComponentValues[{i}].name must be a non-empty string"
+            )));
+        }
+        if !f.get("value").is_some_and(Value::is_string) {
+            return Err(invalid(format!(
+                "formComponentValues[{i}].value must be a string"
+            )));
+        }
+        if f.get("details").is_some_and(|d| !d.is_array()) {
+            return Err(invalid(format!(
+                "formComponentValues[{i}].details must be a list"
+            )));
+        }
+    }
+    Ok(CheckedCreate {
+        originator,
+        process_code,
+        steps,
+    })
+}
+
+async fn get_call(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Reply {
+    arrive(&shared, Method::GET, "/v1.0/workflow/processInstances").await;
+    authenticate(&shared, &headers, query.as_deref())?;
+    let id = query
+        .as_deref()
+        .and_then(|q| {
+            url_pairs(q)
+                .find(|(k, _)| k == "processInstanceId")
+                .map(|(_, v)| v)
+        })
+        .filter(|v| !v.is_empty());
+    let Some(id) = id else {
+        return Err(invalid("processInstanceId is required"));
+    };
+    let mut inner = shared.lock();
+    if inner.faults.fail_gets > 0 {
+        inner.faults.fail_gets -= 1;
+        return Err(system_error());
+    }
+    match inner.instances.get(&id) {
+        Some(inst) => {
+            Json(json!({"success": "true", "result": inst.result_json()})).into_response()
+        }
+        None => dt_error(
+            StatusCode::BAD_REQUEST,
+            "processInstanceNotExist",
+            format!("process instance {id} does not exist"),
+        ),
+    }
+}
+
+async fn terminate_call(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    arrive(
+        &shared,
+        Method::POST,
+        "/v1.0/workflow/processInstances/terminate",
+    )
+    .await;
+    authenticate(&shared, &headers, query.as_deref())?;
+    let body = json_body(&headers, &body)?;
+    let Some(id) = body
+        .get("processInstanceId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(invalid("processInstanceId is required"));
+    };
+    let is_system = match body.get("isSystem") {
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("isSystem must be a boolean"),
+        None => return invalid("isSystem is required"),
+    };
+    let remark = match body.get("remark") {
+        Some(Value::String(s)) if s.chars().count() > 1024 => {
+            return Err(invalid("remark is longer than 1024 characters"))
+        }
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(_) => return invalid("remark must be a string"),
+    };
+    let operator = match body.get("operatingUserId") {
+        Some(Value::String(s)) => Some(s.clone()),
+        None | Some(Value::Null) => None,
+        Some(_) => return invalid("operatingUserId must be a string"),
+    };
+    let mut inner = shared.lock());
+    if inner.faults.fail_terminates > 0 {
+        inner.faults.fail_terminates -= 1;
+        return Err(system_error());
+    }
+    let grace = inner.terminate_grace;
+    let inner = &mut *inner;
+    let Some(inst) = inner.instances.get_mut(id) else {
+        return Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "processInstanceNotExist",
+            format!("process instance {id} does not exist"),
+        ));
+    };
+    if inst.created_at.elapsed() < grace {
+        return Err(invalid(format!(
+            "a process instance cannot be terminated within {} seconds of its creation",
+            grace.as_secs()
+        )));
+    }
+    if inst.status != "RUNNING" && inst.status != "NEW" {
+        return Err(invalid(format!(
+            "process instance is {}, only running instances can be terminated",
+            inst.status
+        )));
+    }
+    if !is_system && operator.as_deref() != Some(inst.originator_user_id.as_str()) {
+        return Err(invalid("operatingUserId must be the originator unless isSystem is true"));
+    }
+    let who = operator.unwrap_or_else(|| inst.originator_user_id.clone());
+    terminate(inst, &mut inner.events, &who, &remark, now_ms());
+    inner.terminations.push(Value::Object(body));
+    Ok(Json(json!({"result": true, "success": true})).into_response())
+}
+
+async fn unknown_call(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> Reply {
+    arrive(&shared, method, uri.path()).await;
+    dt_error(
+        StatusCode::NOT_FOUND,
+        "InvalidAction.NotFound",
+        format!("no API at {}", uri.path()),
+    )
+}
+
+/// Query pairs, percent-decoded.
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// "Down": connections accepted and dropped, open ones broken, so clients see transport errors.
+
+struct GateListener {
+    inner: TcpListener,
+    down: Arc<AtomicBool>,
+}
+
+impl axum::serve::Listener for GateListener {
+    type Io = GateStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    if self.down.load(Ordering::SeqCst) {
+                        drop(stream);
+                        continue;
+                    }
+                    return (
+                        GateStream {
+                            inner: stream,
+                            down: self.down.clone(),
+                        },
+                        addr,
+                    );
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+struct GateStream {
+    inner: TcpStream,
+    down: Arc<AtomicBool>,
+}
+
+impl GateStream {
+    fn check(&self) -> io::Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "fake dingtalk is down",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AsyncRead for GateStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.check()?;
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GateStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.check()?;
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Ids and times
+
+fn random_hex(len: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+/// An instance id shaped like DingTalk's (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`).
+fn uuid_like() -> String {
+    let h = random_hex(32);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// DingTalk's instance time format, `2022-08-31T11:52Z` (UTC, minutes).
+pub fn dingtalk_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dingtalk_time;
+
+    #[test]
+    fn formats_dingtalk_times() {
+        assert_eq!(dingtalk_time(0), "1970-01-01T00:00Z");
+        assert_eq!(dingtalk_time(1_661_946_720_000), "2022-08-31T11:52Z");
+        assert_eq!(dingtalk_time(951_782_400_000), "2000-02-29T00:00Z");
+    }
+}

@@ -1,1 +1,15 @@
-fn main() {}
+//! Lambda entry point of the scheduled dispatcher.
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    app::telemetry::init();
+    let app = app::App::from_env().await?;
+    let app = &app;
+    run(service_fn(move |_event: LambdaEvent<Value>| async move {
+        dispatch::handle(app).await.map_err(|e| Error::from(e.to_string()))
+    }))
+    .await
+}

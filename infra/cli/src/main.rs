@@ -1,1 +1,105 @@
-fn main() {}
+//! `bridge`: operator commands that need the bridge's own definitions rather than a copy of them.
+//!
+//! - `bridge create-tables`: creates the tables of `infra/tables.json` (local stack, tests) under
+//!   the names in `TICKETS_TABLE` and `USER_MAPPINGS_TABLE`, at the endpoint the AWS SDK is
+//!   configured for (`AWS_ENDPOINT_URL_DYNAMODB` for a local server). Idempotent.
+//! - `bridge validate-rules <file>`: validates a rules document (SPEC 6) exactly as `PUT /rules`
+//!   does, for CI and before deploys.
+
+use std::process::ExitCode;
+
+use models::rules::{RulesDocument, RulesError};
+use store::schema::{self, SchemaError};
+use thiserror::Error;
+
+const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file>";
+
+#[derive(Debug, Error)]
+enum CliError {
+    #[error("{USAGE}")]
+    Usage,
+    #[error("environment variable {0} is required")]
+    MissingEnv(&'static str),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    InvalidRules { path: String, source: RulesError },
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["create-tables"] => create_tables(),
+        ["validate-rules", path] => validate_rules(path),
+        ["help" | "-h" | "--help"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => Err(CliError::Usage),
+    };
+    match result {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(err @ CliError::Usage) => {
+            eprintln!("{err}");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn required_env(name: &'static str) -> Result<String, CliError> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(value),
+        _ => Err(CliError::MissingEnv(name)),
+    }
+}
+
+fn create_tables() -> Result<String, CliError> {
+    let tickets = required_env("TICKETS_TABLE")?;
+    let user_mappings = required_env("USER_MAPPINGS_TABLE")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(async {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let client = aws_sdk_dynamodb::Client::new(&config);
+        schema::create_tables(&client, &tickets, &user_mappings).await
+    })?;
+    Ok(format!(
+        "tables ready: tickets={tickets} user_mappings={user_mappings}"
+    ))
+}
+
+fn validate_rules(path: &str) -> Result<String, CliError> {
+    let bytes = std::fs::read(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let document = RulesDocument::parse(&bytes).map_err(|source| CliError::InvalidRules {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(format!("OK: {path}: {} rules", document.rules.len()))
+}

@@ -1,1 +1,71 @@
-//! (being written)
+//! The bridge's use cases, shared by every Lambda function: configuration, the context built once
+//! per container, and one module per concern. Handlers in `functions/` only route requests here.
+
+pub mod admin;
+pub mod backend;
+pub mod callback;
+pub mod config;
+pub mod delivery;
+pub mod dispatch;
+pub mod error;
+pub mod http;
+pub mod query;
+pub mod mapping;
+pub mod rules;
+pub mod submit;
+pub mod telemetry;
+pub mod tickets;
+pub mod views;
+pub mod withdraw;
+
+use std::sync::Arc;
+
+pub use config::Config;
+pub use error::{AppError, AppResult};
+
+use backend::Backend;
+use store::Store;
+
+/// Everything a request needs, built once per container and shared by its invocations.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub backend: Backend,
+    pub dataphin: dataphin::DataphinClient,
+}
+
+impl App {
+    /// Builds the context from the environment: configuration (a bad variable fails the start with
+    /// one line naming it), the DynamoDB client, the HTTP clients; then warms the DynamoDB
+    /// connection so the first request does not pay for the TLS handshake.
+    pub async fn from_env() -> Result<App, lambda_http::Error> {
+        let config = Config::from_env().map_err(|e| {
+            tracing::error!(variable = e.variable, "{e}");
+            e
+        })?;
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let app = App::build(config, dynamo)?;
+        if let Err(e) = app.store.ping().await {
+            tracing::warn!(error = %e, "DynamoDB warm-up failed; requests will retry");
+        }
+        Ok(app)
+    }
+
+    pub fn build(config: Config, dynamo: aws_sdk_dynamodb::Client) -> Result<App, lambda_http::Error> {
+        let store = Store::new(
+            dynamo,
+            config.tickets_table.clone(),
+            config.user_mappings_table.clone(),
+        );
+        let backend = Backend::from_config(&config)?;
+        let dataphin = dataphin::DataphinClient::new()?;
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            backend,
+            dataphin,
+        })
+    }
+}

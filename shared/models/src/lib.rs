@@ -15,3 +15,7 @@ pub mod render;
 pub mod rules;
 pub mod submission;
 pub mod ticket;
+
+pub use content::Content;
+pub use render::FormField;
+pub use submission::{ApproveNode, Submission, UserRef};

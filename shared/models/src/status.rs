@@ -190,7 +190,12 @@ mod tests {
     #[test]
     fn vocabularies_follow_the_spec_table() {
         let rows = [
-            (TicketStatus::Pending, "PENDING", "WAITING_APPROVE", "AUDITING"),
+            (
+                TicketStatus::Pending,
+                "PENDING",
+                "WAITING_APPROVE",
+                "AUDITING",
+            ),
             (TicketStatus::Approved, "APPROVED", "APPROVED", "APPROVED"),
             (TicketStatus::Rejected, "REJECTED", "REJECT", "REJECT"),
             (TicketStatus::Withdrawn, "WITHDRAWN", "REVOKE", "CANCEL"),
@@ -201,7 +206,9 @@ mod tests {
             assert_eq!(status.list_status(), list);
             assert_eq!(status.workflow_ins_code(), detail);
             assert_eq!(TicketStatus::parse(callback), Some(status));
-            assert!(TicketStatus::from_list_status(list).unwrap().contains(&status));
+            assert!(TicketStatus::from_list_status(list)
+                .unwrap()
+                .contains(&status));
         }
     }
 

@@ -1,1 +1,55 @@
-//! (being written)
+//! The DynamoDB store: the only crate that talks to DynamoDB.
+//!
+//! Tickets live in the tickets table as one item each (the ticket document plus the attributes the
+//! indexes need); every write of a ticket is conditional on its storage revision, so concurrent
+//! writers never lose each other's changes. User mappings live in their own table.
+
+pub mod error;
+mod item;
+pub mod list;
+pub mod mappings;
+pub mod rules;
+pub mod schema;
+pub mod tickets;
+
+pub use error::StoreError;
+pub use mappings::{Mapping, MappingPage};
+pub use tickets::{CreateOutcome, StoredTicket};
+
+use aws_sdk_dynamodb::Client;
+
+/// Table names and the client, built once per container.
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    tickets: String,
+    mappings: String,
+}
+
+impl Store {
+    pub fn new(client: Client, tickets_table: String, mappings_table: String) -> Self {
+        Store {
+            client,
+            tickets: tickets_table,
+            mappings: mappings_table,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Proves the tickets table answers (connect, init warm-up): one strongly consistent read of a
+    /// key that never exists.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .get_item()
+            .table_name(&self.tickets)
+            .key("pk", item::s("PING"))
+            .key("sk", item::s("#PING"))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! Ops API for user mappings (SPEC 7) and rules (SPEC 6).
+
+use models::rules::RulesDocument;
+use models::submission::Submission;
+use serde_json::{json, Value};
+use store::Mapping;
+
+use crate::{rules, App, AppError, AppResult};
+
+const MAPPING_COLUMNS: [&str; 6] = ["tenant_id", "user_id", "user_source_id", "user_name", "backend_user_id", "backend_dept_id"];
+
+fn mapping_json(m: &Mapping) -> Value {
+    json!({"tenant_id": m.tenant_id, "user_id": m.user_id, "user_source_id": m.user_source_id,
+           "user_name": m.user_name, "backend_user_id": m.backend_user_id, "backend_dept_id": m.backend_dept_id})
+}
+
+/// Validates one mapping row; every problem is reported with its field.
+fn row_to_mapping(row: &serde_json::Map<String, Value>, tenant: Option<&str>, user: Option<&str>) -> Result<Mapping, Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    let mut get = |key: &str, required: bool| -> Option<String> {
+        match row.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    errors.push((key.to_string(), "is required".to_string()));
+                }
+                None
+            }
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                if required {
+                    errors.push((key.to_string(), "must not be empty".to_string()));
+                }
+                None
+            }
+            Some(Value::String(s)) => Some(s.trim().to_string()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(_) => {
+                errors.push((key.to_string(), "must be a string".to_string()));
+                None
+            }
+        }
+    };
+    let tenant_id = match tenant { Some(t) => Some(t.to_string()), None => get("tenant_id", true) };
+    let user_id = match user { Some(u) => Some(u.to_string()), None => get("user_id", true) };
+    let user_source_id = get("user_source_id", false);
+    let user_name = get("user_name", false);
+    let backend_user_id = get("backend_user_id", true);
+    let backend_dept_id = get("backend_dept_id", false);
+    if let Some(d) = &backend_dept_id {
+        if d.parse::<i64>().is_err() {
+            errors.push(("backend_dept_id".into(), "must be a number (DingTalk deptId)".into()));
+        }
+    }
+    for key in row.keys() {
+        if !MAPPING_COLUMNS.contains(&key.as_str()) {
+            errors.push((key.clone(), "is not a mapping field".into()));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Mapping {
+        tenant_id: tenant_id.unwrap_or_default(),
+        user_id: user_id.unwrap_or_default(),
+        user_source_id: user_source_id.unwrap_or_default(),
+        user_name: user_name.unwrap_or_default(),
+        backend_user_id: backend_user_id.unwrap_or_default(),
+        backend_dept_id,
+    })
+}
+
+pub async fn put_mapping(app: &App, tenant: &str, user: &str, body: &[u8]) -> AppResult<Value> {
+    let value = crate::http::parse_json(body)?;
+    let row = value.as_object().ok_or_else(|| AppError::InvalidField("body must be a JSON object".into()))?;
+    let mut row = row.clone();
+    row.remove("tenant_id");
+    row.remove("user_id");
+    let m = row_to_mapping(&row, Some(tenant), Some(user)).map_err(|errs| {
+        AppError::InvalidField(errs.iter().map(|(f, e)| format!("{f} {e}")).collect::<Vec<_>>().join("; "))
+    })?;
+    app.store.put_mapping(&m).await?;
+    Ok(mapping_json(&m))
+}
+
+pub async fn get_mapping(app: &App, tenant: &str, user: &str) -> AppResult<Value> {
+    let m = app.store.get_mapping(tenant, user).await?.ok_or_else(|| AppError::NotFound(format!("no mapping for user {user} of tenant {tenant}")))?;
+    Ok(mapping_json(&m))
+}
+
+pub async fn delete_mapping(app: &App, tenant: &str, user: &str) -> AppResult<Value> {
+    if !app.store.delete_mapping(tenant, user).await? {
+        return Err(AppError::NotFound(format!("no mapping for user {user} of tenant {tenant}")));
+    }
+    Ok(json!({"deleted": true, "tenant_id": tenant, "user_id": user}))
+}
+
+pub async fn list_mappings(app: &App, q: &std::collections::HashMap<String, String>) -> AppResult<Value> {
+    let limit = match q.get("limit") {
+        None => 50,
+        Some(l) => l.parse::<i32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| AppError::InvalidField("limit must be 1..1000".into()))?,
+    };
+    let tenant = q.get("tenant_id").or_else(|| q.get("workspace_id")).map(String::as_str);
+    let page = app.store.list_mappings(tenant, limit, q.get("next_token").map(String::as_str)).await?;
+    Ok(json!({"mappings": page.mappings.iter().map(mapping_json).collect::<Vec<_>>(), "next_token": page.next_token}))
+}
+
+/// The outcome of an import: rows, or every bad row with its line.
+pub enum Import {
+    Rows(Vec<Mapping>),
+    Errors(Vec<Value>),
+}
+
+/// Parses an import body (CSV with the header line, or JSON `{"mappings": [...]}`), validating
+/// every row before any is written.
+pub fn parse_import(content_type: &str, body: &[u8]) -> AppResult<Import> {
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    if content_type.starts_with("text/csv") {
+        let text = std::str::from_utf8(body).map_err(|_| AppError::InvalidField("body is not UTF-8 text".into()))?;
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let (_, header) = lines.next().ok_or_else(|| AppError::InvalidField("CSV is empty: the header line is required".into()))?;
+        let columns: Vec<String> = header.split(',').map(|c| c.trim().trim_start_matches('\u{feff}').to_string()).collect();
+        if columns != MAPPING_COLUMNS {
+            return Err(AppError::InvalidField(format!("CSV header must be {}", MAPPING_COLUMNS.join(","))));
+        }
+        for (i, line) in lines {
+            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            if cells.len() != columns.len() {
+                errors.push(json!({"line": i + 1, "field": "", "error": format!("expected {} columns, found {}", columns.len(), cells.len())}));
+                continue;
+            }
+            let row: serde_json::Map<String, Value> = columns.iter().cloned().zip(cells.iter().map(|c| if c.is_empty() { Value::Null } else { json!(c) })).collect();
+            match row_to_mapping(&row, None, None) {
+                Ok(m) => rows.push((i + 1, m)),
+                Err(errs) => errors.extend(errs.into_iter().map(|(f, e)| json!({"line": i + 1, "field": f, "error": e}))),
+            }
+        }
+    } else {
+        let value = crate::http::parse_json(body)?;
+        let list = value.get("mappings").and_then(Value::as_array).ok_or_else(|| AppError::InvalidField("mappings must be a list".into()))?;
+        for (i, item) in list.iter().enumerate() {
+            match item.as_object() {
+                None => errors.push(json!({"line": i + 1, "field": "", "error": "row must be an object"})),
+                Some(row) => match row_to_mapping(row, None, None) {
+                    Ok(m) => rows.push((i + 1, m)),
+                    Err(errs) => errors.extend(errs.into_iter().map(|(f, e)| json!({"line": i + 1, "field": f, "error": e}))),
+                },
+            }
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (line, m) in &rows {
+        if let Some(first) = seen.insert((m.tenant_id.clone(), m.user_id.clone()), *line) {
+            errors.push(json!({"line": line, "field": "user_id", "error": format!("duplicates line {first}")}));
+        }
+    }
+    if errors.is_empty() {
+        Ok(Import::Rows(rows.into_iter().map(|(_, m)| m).collect()))
+    } else {
+        Ok(Import::Errors(errors))
+    }
+}
+
+pub async fn import_mappings(app: &App, content_type: &str, body: &[u8]) -> AppResult<Result<Value, Value>> {
+    match parse_import(content_type, body)? {
+        Import::Errors(errors) => Ok(Err(json!({"error_code": "InvalidField", "error_msg": format!("{} invalid row(s); nothing was imported", errors.len()), "errors": errors}))),
+        Import::Rows(rows) => {
+            app.store.put_mappings(&rows).await?;
+            Ok(Ok(json!({"imported": rows.len()})))
+        }
+    }
+}
+
+pub async fn get_rules(app: &App) -> AppResult<Value> {
+    let (doc, version) = rules::current(app).await?;
+    Ok(json!({"version": version, "rules": doc}))
+}
+
+pub async fn put_rules(app: &App, body: &[u8]) -> AppResult<Value> {
+    let version = rules::replace(app, body).await?;
+    Ok(json!({"version": version}))
+}
+
+/// Dry run: the decision the current rules make on a submission; nothing is stored.
+pub async fn evaluate(app: &App, body: &[u8]) -> AppResult<Value> {
+    let submission = Submission::parse(body)?;
+    let (doc, version): (RulesDocument, u64) = rules::current(app).await?;
+    let decision = doc.evaluate(&submission.facts(), version);
+    Ok(json!({"decision": decision.kind.as_str(), "rule_id": decision.rule_id, "rules_version": version,
+              "facts": decision.facts, "reason": decision.reason, "process_code": decision.process_code,
+              "add_nodes": decision.add_nodes}))
+}

@@ -1,0 +1,203 @@
+//! The approval backend the bridge forwards tickets to: DingTalk OA or a company BPM (webhook).
+
+use dingtalk::{ActionType, ApproverStep, CreateInstance, DingTalkClient, DingTalkConfig, InstanceOutcome};
+use models::render::FormField;
+use models::ticket::{ApprovalEvent, Ticket, Verdict};
+use models::Relation;
+use serde_json::{json, Value};
+
+use crate::config::{BackendKind, Config, DingTalkSettings};
+
+/// Why the backend did not do what was asked. The message is short and holds no secret: it is
+/// stored as the ticket's dispatch error.
+#[derive(Debug, Clone)]
+pub struct BackendError {
+    pub message: String,
+    /// False when the backend refused for good (e.g. an invalid parameter).
+    pub retryable: bool,
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Clone)]
+pub enum Backend {
+    DingTalk { client: DingTalkClient, settings: DingTalkSettings },
+    Webhook(webhook::WebhookClient),
+}
+
+impl Backend {
+    pub fn from_config(config: &Config) -> Result<Backend, lambda_http::Error> {
+        Ok(match config.backend {
+            BackendKind::DingTalk => {
+                let settings = config.dingtalk.clone().expect("dingtalk settings present for dingtalk backend");
+                let client = DingTalkClient::new(
+                    DingTalkConfig {
+                        api_base: settings.api_base.clone(),
+                        app_key: settings.app_key.clone(),
+                        app_secret: settings.app_secret.expose().to_string(),
+                        agent_id: settings.agent_id,
+                    },
+                    dingtalk::http_client()?,
+                );
+                Backend::DingTalk { client, settings }
+            }
+            BackendKind::Webhook => {
+                let w = config.webhook.clone().expect("webhook settings present for webhook backend");
+                Backend::Webhook(webhook::WebhookClient::new(&w.url, w.secret.expose())?)
+            }
+        })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Backend::DingTalk { .. } => BackendKind::DingTalk,
+            Backend::Webhook(_) => BackendKind::Webhook,
+        }
+    }
+
+    /// The DingTalk template used when no rule picks another.
+    pub fn default_process_code(&self) -> Option<String> {
+        match self {
+            Backend::DingTalk { settings, .. } => Some(settings.process_code.clone()),
+            Backend::Webhook(_) => None,
+        }
+    }
+
+    /// Creates the backend instance for a ticket; returns its id.
+    pub async fn create(
+        &self,
+        ticket: &Ticket,
+        dept_id: Option<&str>,
+        form: &[FormField],
+        content: &Value,
+    ) -> Result<String, BackendError> {
+        match self {
+            Backend::DingTalk { client, settings } => {
+                let approvers = ticket
+                    .nodes
+                    .iter()
+                    .map(|n| ApproverStep {
+                        action_type: match (n.approvers.len(), n.relation) {
+                            (1, _) => ActionType::None,
+                            (_, Relation::And) => ActionType::And,
+                            (_, Relation::Or) => ActionType::Or,
+                        },
+                        user_ids: n.approvers.iter().map(|a| a.person.backend_user_id.clone()).collect(),
+                    })
+                    .collect();
+                let req = CreateInstance {
+                    originator_user_id: ticket.applicant.backend_user_id.clone(),
+                    process_code: ticket.process_code.clone().unwrap_or_else(|| settings.process_code.clone()),
+                    dept_id: dept_id.and_then(|d| d.parse().ok()).unwrap_or(-1),
+                    approvers,
+                    form: form
+                        .iter()
+                        .take(dingtalk::MAX_FORM_VALUES)
+                        .map(|f| (f.name.clone(), f.value.clone()))
+                        .collect(),
+                };
+                client.create_instance(&req).await.map_err(|e| BackendError {
+                    retryable: e.is_retryable(),
+                    message: format!("DingTalk: {e}"),
+                })
+            }
+            Backend::Webhook(client) => {
+                let event = json!({
+                    "event": "ticket.created",
+                    "ticket_id": ticket.id,
+                    "apply_id": ticket.apply_id,
+                    "tenant_id": ticket.tenant_id,
+                    "type": ticket.submission_type,
+                    "title": ticket.title,
+                    "applicant": {
+                        "user_id": ticket.applicant.user_id,
+                        "user_name": ticket.applicant.user_name,
+                        "backend_user_id": ticket.applicant.backend_user_id,
+                    },
+                    "nodes": ticket.nodes.iter().map(|n| json!({
+                        "node_id": n.node_id,
+                        "order": n.order,
+                        "relation": n.relation.as_str(),
+                        "approvers": n.approvers.iter().map(|a| json!({
+                            "backend_user_id": a.person.backend_user_id,
+                            "user_name": a.person.user_name,
+                        })).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                    "form": form,
+                    "content": content,
+                    "expire_time": ticket.expire_at,
+                });
+                let reply = client.send(&ticket.id, &event).await.map_err(|e| BackendError {
+                    retryable: true,
+                    message: format!("webhook: {e}"),
+                })?;
+                reply
+                    .get("instance_id")
+                    .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_i64().map(|n| n.to_string())))
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| BackendError {
+                        retryable: true,
+                        message: "webhook: reply has no instance_id".into(),
+                    })
+            }
+        }
+    }
+
+    /// Cancels the backend instance of a ticket.
+    pub async fn terminate(&self, ticket: &Ticket, reason: &str) -> Result<(), BackendError> {
+        let Some(instance) = ticket.instance_id.as_deref() else {
+            return Ok(());
+        };
+        match self {
+            Backend::DingTalk { client, .. } => client
+                .terminate_instance(instance, reason, &ticket.applicant.backend_user_id, true)
+                .await
+                .map_err(|e| BackendError {
+                    retryable: e.is_retryable(),
+                    message: format!("DingTalk: {e}"),
+                }),
+            Backend::Webhook(client) => {
+                let event = json!({"event": "ticket.withdrawn", "ticket_id": ticket.id, "instance_id": instance, "reason": reason});
+                client.send(&ticket.id, &event).await.map(|_| ()).map_err(|e| BackendError {
+                    retryable: true,
+                    message: format!("webhook: {e}"),
+                })
+            }
+        }
+    }
+
+    /// Asks the backend where an instance stands (reconciliation of lost events). Only DingTalk can
+    /// be asked; a webhook BPM reports by itself.
+    pub async fn poll(&self, ticket: &Ticket, now: i64) -> Result<Vec<ApprovalEvent>, BackendError> {
+        let (Backend::DingTalk { client, .. }, Some(instance)) = (self, ticket.instance_id.as_deref()) else {
+            return Ok(Vec::new());
+        };
+        let detail = client.get_instance(instance).await.map_err(|e| BackendError {
+            retryable: e.is_retryable(),
+            message: format!("DingTalk: {e}"),
+        })?;
+        let mut events = Vec::new();
+        for task in &detail.tasks {
+            let (Some(user), Some(result)) = (task.user_id.clone(), task.result.as_ref()) else {
+                continue;
+            };
+            let verdict = match result.as_str() {
+                "AGREE" => Verdict::Agree,
+                "REFUSE" => Verdict::Refuse,
+                _ => continue,
+            };
+            events.push(ApprovalEvent::TaskDecided { node_id: None, backend_user_id: user, verdict, remark: None, at: now });
+        }
+        match detail.outcome() {
+            Some(InstanceOutcome::Approved) => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Agree, remark: None, at: now }),
+            Some(InstanceOutcome::Rejected) => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Refuse, remark: None, at: now }),
+            Some(InstanceOutcome::Terminated) => events.push(ApprovalEvent::InstanceTerminated { remark: None, at: now }),
+            None => {}
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,180 @@
+//! Decisions coming back from the backend: DingTalk event subscription and the BPM webhook.
+//! Each event is checked (signature first), normalised into an [`ApprovalEvent`], folded into its
+//! ticket, and the resulting change is reported to Dataphin.
+
+use std::collections::HashMap;
+
+use crypto::MessageCrypto;
+use models::ticket::{ApprovalEvent, Outcome, Verdict};
+use serde_json::{json, Value};
+
+use crate::config::DingTalkSettings;
+use crate::mapping::person_for_backend_id;
+use crate::{delivery, tickets, App, AppError, AppResult};
+
+/// DingTalk event bodies are small; anything bigger is not DingTalk.
+const MAX_EVENT_BODY: usize = 64 * 1024;
+
+fn first<'a>(q: &'a HashMap<String, String>, keys: &[&str]) -> Option<&'a str> {
+    keys.iter().find_map(|k| q.get(*k)).map(String::as_str)
+}
+
+fn dingtalk_crypto(s: &DingTalkSettings) -> AppResult<MessageCrypto> {
+    MessageCrypto::new(s.callback_token.expose(), s.callback_aes_key.expose(), &s.owner_key)
+        .map_err(|e| AppError::Internal(format!("DingTalk callback key: {e}")))
+}
+
+/// `POST /callback/dingtalk`: verify, decrypt, fold, and answer with the encrypted `success`.
+pub async fn dingtalk(app: &App, query: &HashMap<String, String>, body: &[u8]) -> AppResult<Value> {
+    let settings = match &app.backend {
+        crate::backend::Backend::DingTalk { settings, .. } => settings,
+        _ => return Err(AppError::NotFound("the DingTalk backend is not configured".into())),
+    };
+    let signature = first(query, &["signature", "msg_signature"]).ok_or_else(|| AppError::InvalidField("signature is missing".into()))?;
+    let timestamp = first(query, &["timestamp", "timeStamp"]).ok_or_else(|| AppError::InvalidField("timestamp is missing".into()))?;
+    let nonce = first(query, &["nonce"]).ok_or_else(|| AppError::InvalidField("nonce is missing".into()))?;
+    if body.len() > MAX_EVENT_BODY {
+        return Err(AppError::PayloadTooLarge(MAX_EVENT_BODY));
+    }
+    let envelope: Value = serde_json::from_slice(body).map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))?;
+    let encrypt = envelope.get("encrypt").and_then(Value::as_str).ok_or_else(|| AppError::InvalidField("encrypt is missing".into()))?;
+    let crypto = dingtalk_crypto(settings)?;
+    let plaintext = crypto.open(signature, timestamp, nonce, encrypt).map_err(|e| match e {
+        crypto::CryptoError::BadSignature => AppError::InvalidAccessToken,
+        other => AppError::InvalidField(format!("encrypt: {other}")),
+    })?;
+    let event: Value = serde_json::from_slice(&plaintext).map_err(|e| AppError::InvalidJson(format!("event is not valid JSON: {e}")))?;
+    let event_type = event.get("EventType").and_then(Value::as_str).unwrap_or_default();
+    tracing::info!(event_type, "DingTalk event");
+    match event_type {
+        "bpms_task_change" | "bpms_instance_change" => handle_dingtalk_event(app, event_type, &event).await?,
+        _ => {}
+    }
+    let sealed = crypto.seal_now(b"success");
+    Ok(json!({"msg_signature": sealed.signature, "timeStamp": sealed.timestamp, "nonce": sealed.nonce, "encrypt": sealed.encrypt}))
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn millis(v: &Value, keys: &[&str]) -> i64 {
+    keys.iter()
+        .find_map(|k| text(v, k).and_then(|t| t.parse::<i64>().ok()))
+        .unwrap_or_else(crate::http::now_ms)
+}
+
+async fn handle_dingtalk_event(app: &App, event_type: &str, e: &Value) -> AppResult<()> {
+    let Some(instance) = text(e, "processInstanceId") else {
+        return Err(AppError::InvalidField("processInstanceId is missing".into()));
+    };
+    let Some(ticket_id) = app.store.ticket_for_instance(&instance).await? else {
+        // Not ours (another app's instance on the same subscription): acknowledge and ignore.
+        tracing::info!(instance_id = %instance, "event for an unknown instance ignored");
+        return Ok(());
+    };
+    let kind = text(e, "type").unwrap_or_default();
+    let result = text(e, "result").unwrap_or_default();
+    let staff = text(e, "staffId").unwrap_or_default();
+    let remark = text(e, "remark");
+    let at = millis(e, &["finishTime", "createTime", "EventTime"]);
+    let event_id = text(e, "eventId").unwrap_or_else(|| {
+        format!("{event_type}/{instance}/{}/{kind}/{result}/{staff}", text(e, "taskId").unwrap_or_default())
+    });
+    let ticket = tickets::load(app, &ticket_id).await?;
+    let event = match (event_type, kind.as_str(), result.as_str()) {
+        ("bpms_task_change", _, "redirect") => Some(ApprovalEvent::TaskHandedOver { node_id: None, backend_user_id: staff, to: None, delegated: false, remark, at }),
+        ("bpms_task_change", "finish", "agree") => Some(ApprovalEvent::TaskDecided { node_id: None, backend_user_id: staff, verdict: Verdict::Agree, remark, at }),
+        ("bpms_task_change", "finish", "refuse") => Some(ApprovalEvent::TaskDecided { node_id: None, backend_user_id: staff, verdict: Verdict::Refuse, remark, at }),
+        ("bpms_task_change", "start", _) => {
+            let person = person_for_backend_id(app, &ticket.tenant_id, &staff).await?;
+            Some(ApprovalEvent::TaskStarted { backend_user_id: staff, person: Some(person), at })
+        }
+        ("bpms_instance_change", "finish", "agree") => Some(ApprovalEvent::InstanceFinished { verdict: Verdict::Agree, remark, at }),
+        ("bpms_instance_change", "finish", "refuse") => Some(ApprovalEvent::InstanceFinished { verdict: Verdict::Refuse, remark, at }),
+        ("bpms_instance_change", "terminate" | "delete", _) => Some(ApprovalEvent::InstanceTerminated { remark, at }),
+        _ => None,
+    };
+    let Some(event) = event else {
+        return Ok(());
+    };
+    fold(app, &ticket_id, Some(&event_id), &[event]).await
+}
+
+/// Folds events into a ticket (retrying against concurrent writers) and reports the change.
+pub async fn fold(app: &App, ticket_id: &str, event_id: Option<&str>, events: &[ApprovalEvent]) -> AppResult<()> {
+    let method = app.config.integration_method;
+    let mut changed = false;
+    tickets::update(app, ticket_id, |t| {
+        changed = false;
+        for (i, ev) in events.iter().enumerate() {
+            let id = event_id.map(|e| if i == 0 { e.to_string() } else { format!("{e}#{i}") });
+            let outcome = t.apply(id.as_deref(), ev, method);
+            changed |= outcome == Outcome::Changed;
+        }
+        Ok(true)
+    })
+    .await?;
+    if changed {
+        delivery::deliver_now(app, ticket_id).await;
+    }
+    Ok(())
+}
+
+/// `POST /callback/webhook`: HMAC and skew checked before the body is read.
+pub async fn webhook_event(app: &App, headers: &lambda_http::http::HeaderMap, body: &[u8], now: i64) -> AppResult<Value> {
+    let Some(settings) = &app.config.webhook else {
+        return Err(AppError::NotFound("the webhook backend is not configured".into()));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    crypto::verify_webhook(
+        settings.secret.expose().as_bytes(),
+        header(crypto::TIMESTAMP_HEADER),
+        header(crypto::SIGNATURE_HEADER),
+        body,
+        now,
+        app.config.timestamp_skew_secs,
+    )
+    .map_err(|e| match e {
+        crypto::CryptoError::StaleTimestamp | crypto::CryptoError::BadTimestamp => AppError::StaleTimestamp,
+        _ => AppError::InvalidAccessToken,
+    })?;
+    let e: Value = serde_json::from_slice(body).map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))?;
+    let event_id = text(&e, "event_id").ok_or_else(|| AppError::InvalidField("event_id is missing".into()))?;
+    let instance = text(&e, "instance_id").ok_or_else(|| AppError::InvalidField("instance_id is missing".into()))?;
+    let ticket_id = app
+        .store
+        .ticket_for_instance(&instance)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no ticket for instance_id {instance}")))?;
+    let ticket = tickets::load(app, &ticket_id).await?;
+    let at = e.get("occurred_at").and_then(Value::as_i64).unwrap_or(now);
+    let node_id = text(&e, "node_id");
+    let operator = e.get("operator").cloned().unwrap_or(Value::Null);
+    let operator_id = text(&operator, "backend_user_id").unwrap_or_default();
+    let reason = text(&operator, "reason");
+    let mut events = Vec::new();
+    match text(&e, "node_status").as_deref() {
+        Some("APPROVED") => events.push(ApprovalEvent::TaskDecided { node_id: node_id.clone(), backend_user_id: operator_id, verdict: Verdict::Agree, remark: reason.clone(), at }),
+        Some("REJECTED") => events.push(ApprovalEvent::TaskDecided { node_id: node_id.clone(), backend_user_id: operator_id, verdict: Verdict::Refuse, remark: reason.clone(), at }),
+        Some(s @ ("DELEGATED" | "TRANSFERRED")) => {
+            let to_id = text(&e, "to_user").ok_or_else(|| AppError::InvalidField(format!("to_user is required for {s}")))?;
+            let to = person_for_backend_id(app, &ticket.tenant_id, &to_id).await?;
+            events.push(ApprovalEvent::TaskHandedOver { node_id: node_id.clone(), backend_user_id: operator_id, to: Some(to), delegated: s == "DELEGATED", remark: reason.clone(), at });
+        }
+        Some("PENDING") | None => {}
+        Some(other) => return Err(AppError::InvalidField(format!("node_status {other} is not one of PENDING, APPROVED, REJECTED, DELEGATED, TRANSFERRED"))),
+    }
+    match text(&e, "final_status").as_deref() {
+        Some("APPROVED") => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Agree, remark: reason, at }),
+        Some("REJECTED") => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Refuse, remark: reason, at }),
+        None => {}
+        Some(other) => return Err(AppError::InvalidField(format!("final_status {other} is not APPROVED or REJECTED"))),
+    }
+    fold(app, &ticket_id, Some(&format!("webhook/{event_id}")), &events).await?;
+    Ok(json!({"success": true}))
+}

@@ -1,0 +1,235 @@
+//! Configuration from the environment (SPEC section 2), read once at start.
+
+use std::env;
+use std::fmt;
+
+use models::ticket::IntegrationMethod;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[error("configuration variable {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+/// A secret value: never printed, compared in constant time by its users.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    DingTalk,
+    Webhook,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::DingTalk => "dingtalk",
+            BackendKind::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MappingFallback {
+    None,
+    SourceId,
+}
+
+#[derive(Debug, Clone)]
+pub struct DingTalkSettings {
+    pub api_base: String,
+    pub app_key: String,
+    pub app_secret: Secret,
+    pub agent_id: i64,
+    pub process_code: String,
+    pub callback_token: Secret,
+    pub callback_aes_key: Secret,
+    /// Owner key expected in events: the corp id, else the AppKey.
+    pub owner_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub url: String,
+    pub secret: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tickets_table: String,
+    pub user_mappings_table: String,
+    pub dataphin_access_token: Secret,
+    pub dataphin_callback_url: String,
+    pub dataphin_aes_key: Secret,
+    pub integration_method: IntegrationMethod,
+    pub timestamp_skew_secs: i64,
+    pub backend: BackendKind,
+    pub dingtalk: Option<DingTalkSettings>,
+    pub webhook: Option<WebhookSettings>,
+    pub admin_token: Secret,
+    pub rules_file: Option<String>,
+    pub mapping_fallback: MappingFallback,
+    pub ticket_timeout_hours: i64,
+    /// A PENDING ticket with no event for this long is polled from the backend (reconciliation).
+    pub reconcile_after_secs: i64,
+    /// How long a due result keeps being retried before it is marked failed.
+    pub delivery_retry_hours: i64,
+}
+
+/// Where configuration values come from (the process environment, or a map in tests).
+pub trait Source {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        env::var(key).ok()
+    }
+}
+
+impl<S: std::hash::BuildHasher> Source for std::collections::HashMap<String, String, S> {
+    fn get(&self, key: &str) -> Option<String> {
+        std::collections::HashMap::get(self, key).cloned()
+    }
+}
+
+fn required(src: &dyn Source, key: &'static str) -> Result<String, ConfigError> {
+    match src.get(key) {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+        _ => Err(ConfigError {
+            variable: key,
+            problem: "is required".into(),
+        }),
+    }
+}
+
+fn optional(src: &dyn Source, key: &str) -> Option<String> {
+    src.get(key)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn number(src: &dyn Source, key: &'static str, default: i64, min: i64) -> Result<i64, ConfigError> {
+    match optional(src, key) {
+        None => Ok(default),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(ConfigError {
+                variable: key,
+                problem: format!("must be an integer >= {min}"),
+            }),
+        },
+    }
+}
+
+fn aes_key(src: &dyn Source, key: &'static str) -> Result<Secret, ConfigError> {
+    let v = required(src, key)?;
+    // The 43-character Encoding AES Key decodes (with one '=' appended) to 32 bytes.
+    crypto::MessageCrypto::new("probe", &v, "probe").map_err(|_| ConfigError {
+        variable: key,
+        problem: "must be 43 base64 characters (an Encoding AES Key)".into(),
+    })?;
+    Ok(Secret(v))
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(src: &dyn Source) -> Result<Config, ConfigError> {
+        let integration_method = match optional(src, "DATAPHIN_INTEGRATION_METHOD") {
+            None => IntegrationMethod::FinalResult,
+            Some(v) => IntegrationMethod::parse(&v).ok_or(ConfigError {
+                variable: "DATAPHIN_INTEGRATION_METHOD",
+                problem: "must be FINAL_RESULT or ALL_NODES".into(),
+            })?,
+        };
+        let backend = match optional(src, "BACKEND").as_deref() {
+            None | Some("dingtalk") => BackendKind::DingTalk,
+            Some("webhook") => BackendKind::Webhook,
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: "BACKEND",
+                    problem: "must be dingtalk or webhook".into(),
+                })
+            }
+        };
+        let dingtalk = match backend {
+            BackendKind::DingTalk => {
+                let app_key = required(src, "DINGTALK_APP_KEY")?;
+                let agent = required(src, "DINGTALK_AGENT_ID")?;
+                let agent_id = agent.parse::<i64>().map_err(|_| ConfigError {
+                    variable: "DINGTALK_AGENT_ID",
+                    problem: "must be a number".into(),
+                })?;
+                Some(DingTalkSettings {
+                    api_base: optional(src, "DINGTALK_API_BASE")
+                        .unwrap_or_else(|| "https://api.dingtalk.com".into())
+                        .trim_end_matches('/')
+                        .to_string(),
+                    app_secret: Secret(required(src, "DINGTALK_APP_SECRET")?),
+                    agent_id,
+                    process_code: required(src, "DINGTALK_PROCESS_CODE")?,
+                    callback_token: Secret(required(src, "DINGTALK_CALLBACK_TOKEN")?),
+                    callback_aes_key: aes_key(src, "DINGTALK_CALLBACK_AES_KEY")?,
+                    owner_key: optional(src, "DINGTALK_CORP_ID").unwrap_or_else(|| app_key.clone()),
+                    app_key,
+                })
+            }
+            BackendKind::Webhook => None,
+        };
+        let webhook = match backend {
+            BackendKind::Webhook => Some(WebhookSettings {
+                url: required(src, "WEBHOOK_URL")?,
+                secret: Secret(required(src, "WEBHOOK_SECRET")?),
+            }),
+            BackendKind::DingTalk => None,
+        };
+        let mapping_fallback = match optional(src, "USER_MAPPING_FALLBACK").as_deref() {
+            None | Some("none") => MappingFallback::None,
+            Some("source_id") => MappingFallback::SourceId,
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: "USER_MAPPING_FALLBACK",
+                    problem: "must be none or source_id".into(),
+                })
+            }
+        };
+        Ok(Config {
+            tickets_table: required(src, "TICKETS_TABLE")?,
+            user_mappings_table: required(src, "USER_MAPPINGS_TABLE")?,
+            dataphin_access_token: Secret(required(src, "DATAPHIN_ACCESS_TOKEN")?),
+            dataphin_callback_url: required(src, "DATAPHIN_CALLBACK_URL")?,
+            dataphin_aes_key: aes_key(src, "DATAPHIN_AES_KEY")?,
+            integration_method,
+            timestamp_skew_secs: number(src, "TIMESTAMP_SKEW_SECONDS", 300, 0)?,
+            backend,
+            dingtalk,
+            webhook,
+            admin_token: Secret(required(src, "ADMIN_TOKEN")?),
+            rules_file: optional(src, "RULES_FILE"),
+            mapping_fallback,
+            ticket_timeout_hours: number(src, "TICKET_TIMEOUT_HOURS", 168, 1)?,
+            reconcile_after_secs: number(src, "RECONCILE_AFTER_SECONDS", 1800, 1)?,
+            delivery_retry_hours: number(src, "DELIVERY_RETRY_HOURS", 25, 1)?,
+        })
+    }
+}

@@ -1,0 +1,143 @@
+//! Reporting results to Dataphin (SPEC 5): at least once, never lost, retried with exponential
+//! backoff and jitter for the retry window, re-drivable by the ops API.
+
+use dataphin::CallbackTarget;
+use models::ticket::Ticket;
+use rand::Rng;
+use serde_json::Value;
+
+use crate::http::now_ms;
+use crate::{tickets, App, AppError, AppResult};
+
+/// First retry after 10 s, doubling up to an hour between attempts.
+const BACKOFF_BASE_MS: i64 = 10_000;
+const BACKOFF_CAP_MS: i64 = 3_600_000;
+
+/// Delay before retry number `attempts` (1-based), with up to 20 % jitter so that a recovering
+/// Dataphin is not hit by every ticket at once.
+pub fn backoff_ms(attempts: u32, jitter: f64) -> i64 {
+    let exp = BACKOFF_BASE_MS.saturating_mul(1i64 << attempts.saturating_sub(1).min(20));
+    let base = exp.min(BACKOFF_CAP_MS);
+    base + (base as f64 * 0.2 * jitter.clamp(0.0, 1.0)) as i64
+}
+
+/// The target as configured now: retries read the configuration current at the time.
+fn target(app: &App) -> CallbackTarget {
+    CallbackTarget {
+        url: app.config.dataphin_callback_url.clone(),
+        access_token: app.config.dataphin_access_token.expose().to_string(),
+        aes_key: app.config.dataphin_aes_key.expose().to_string(),
+    }
+}
+
+/// Tries to deliver the ticket's due result now; failures are recorded and left to the dispatcher.
+/// Never fails the caller: the result stays due until Dataphin acknowledges it.
+pub async fn deliver_now(app: &App, id: &str) {
+    if let Err(e) = deliver(app, id).await {
+        tracing::warn!(ticket_id = id, error = %e, "delivery not completed; the dispatcher retries");
+    }
+}
+
+/// Delivers the latest document if a version is due. Returns whether Dataphin acknowledged.
+pub async fn deliver(app: &App, id: &str) -> AppResult<bool> {
+    let ticket = tickets::load(app, id).await?;
+    if !ticket.delivery.is_due() {
+        return Ok(true);
+    }
+    let document = ticket.dataphin_document(app.config.integration_method);
+    let sent_version = ticket.version;
+    let outcome = app.dataphin.deliver(&target(app), &ticket.tenant_id, &document).await;
+    let now = now_ms();
+    let retry_window = app.config.delivery_retry_hours * 3_600_000;
+    let jitter: f64 = rand::thread_rng().gen();
+    let acknowledged = outcome.is_ok();
+    tickets::update(app, id, |t| Ok(record_attempt(t, sent_version, outcome.as_ref().err().map(|e| e.to_string()), now, retry_window, jitter)))
+        .await?;
+    Ok(acknowledged)
+}
+
+/// Folds one delivery attempt into the ticket's delivery state.
+fn record_attempt(t: &mut Ticket, sent_version: u64, error: Option<String>, now: i64, retry_window: i64, jitter: f64) -> bool {
+    let d = &mut t.delivery;
+    d.last_attempt_at = Some(now);
+    match error {
+        None => {
+            if sent_version > d.delivered_version {
+                d.delivered_version = sent_version;
+            }
+            d.last_error = None;
+            d.attempts = 0;
+            if d.is_due() {
+                // A newer version became due while this one travelled: send it right away.
+                d.next_attempt_at = Some(now);
+                d.due_since = Some(now);
+            } else {
+                d.next_attempt_at = None;
+                d.due_since = None;
+            }
+            t.record(now, "delivery", format!("Dataphin acknowledged version {sent_version}"), Value::Null);
+        }
+        Some(err) => {
+            d.attempts += 1;
+            d.last_error = Some(err.clone());
+            let since = d.due_since.unwrap_or(now);
+            if now - since >= retry_window {
+                d.failed = true;
+                d.next_attempt_at = None;
+                t.record(now, "delivery", format!("delivery failed for good after {} attempts: {err}", t.delivery.attempts), Value::Null);
+            } else {
+                d.next_attempt_at = Some(now + backoff_ms(d.attempts, jitter));
+                t.record(now, "delivery", format!("delivery attempt {} failed: {err}", t.delivery.attempts), Value::Null);
+            }
+        }
+    }
+    true
+}
+
+/// Ops re-drive: makes the latest version due again (also after a failed delivery) and sends it now.
+pub async fn redeliver(app: &App, id: &str) -> AppResult<Value> {
+    let now = now_ms();
+    tickets::update(app, id, |t| {
+        let v = t.version;
+        t.delivery.failed = false;
+        t.delivery.due_version = v;
+        if t.delivery.delivered_version >= v {
+            // Dataphin deduplicates by version: resending the same version is harmless.
+            t.delivery.delivered_version = v - 1;
+        }
+        t.delivery.attempts = 0;
+        t.delivery.due_since = Some(now);
+        t.delivery.next_attempt_at = Some(now);
+        t.record(now, "delivery", format!("re-delivery of version {v} requested"), Value::Null);
+        Ok(true)
+    })
+    .await?;
+    let delivered = deliver(app, id).await?;
+    let t = tickets::load(app, id).await?;
+    if !delivered {
+        return Err(AppError::BackendUnavailable(t.delivery.last_error.unwrap_or_else(|| "Dataphin did not acknowledge".into())));
+    }
+    Ok(serde_json::json!({"success": true, "id": t.id, "delivered_version": t.delivery.delivered_version}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_ms;
+
+    #[test]
+    fn backoff_grows_exponentially_is_capped_and_jittered() {
+        assert_eq!(backoff_ms(1, 0.0), 10_000);
+        assert_eq!(backoff_ms(2, 0.0), 20_000);
+        assert_eq!(backoff_ms(5, 0.0), 160_000);
+        assert_eq!(backoff_ms(30, 0.0), 3_600_000);
+        assert_eq!(backoff_ms(1, 1.0), 12_000);
+        // attempts over 24 h: the window is covered by a bounded number of retries
+        let mut total = 0;
+        let mut n = 0;
+        while total < 24 * 3_600_000 {
+            n += 1;
+            total += backoff_ms(n, 0.0);
+        }
+        assert!(n < 40, "{n} attempts in 24 h");
+    }
+}

@@ -1,0 +1,82 @@
+//! The scheduled dispatcher: finds due tickets through the sparse due index (never a scan) and
+//! does what each needs: deliver results, cancel backend instances, reconcile, expire.
+
+use serde_json::{json, Value};
+
+use crate::{callback, delivery, tickets, withdraw, App, AppResult};
+
+/// How many due tickets one run handles per shard.
+const BATCH: i32 = 100;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunReport {
+    pub due: usize,
+    pub delivered: usize,
+    pub failed: usize,
+}
+
+/// One dispatcher run at `now`.
+pub async fn run(app: &App, now: i64) -> AppResult<RunReport> {
+    let ids = app.store.due_ticket_ids(now, BATCH).await?;
+    let mut report = RunReport { due: ids.len(), ..Default::default() };
+    for id in ids {
+        match work_on(app, &id, now).await {
+            Ok(delivered) => report.delivered += usize::from(delivered),
+            Err(e) => {
+                report.failed += 1;
+                tracing::warn!(ticket_id = %id, error = %e, "dispatcher could not finish a ticket");
+            }
+        }
+    }
+    tracing::info!(due = report.due, delivered = report.delivered, failed = report.failed, "dispatcher run");
+    Ok(report)
+}
+
+async fn work_on(app: &App, id: &str, now: i64) -> AppResult<bool> {
+    let t = tickets::load(app, id).await?;
+    if t.status == models::TicketStatus::Pending {
+        if t.expire_at <= now {
+            withdraw::expire(app, id, now).await?;
+        } else if t.instance_id.is_some() {
+            let quiet_since = t.last_event_at.max(t.last_reconciled_at.unwrap_or(0));
+            if quiet_since + app.config.reconcile_after_secs * 1000 <= now {
+                reconcile(app, id, now).await?;
+            }
+        }
+    }
+    let t = tickets::load(app, id).await?;
+    if t.backend_cancel.as_ref().is_some_and(|c| !c.done && c.next_attempt_at <= now) {
+        withdraw::retry_cancel(app, id, now).await?;
+    }
+    let t = tickets::load(app, id).await?;
+    let mut delivered = false;
+    if t.delivery.is_due() && t.delivery.next_attempt_at.unwrap_or(0) <= now {
+        delivered = delivery::deliver(app, id).await?;
+    } else {
+        // Nothing to do now: rewrite the ticket so its due time is current again.
+        tickets::update(app, id, |_| Ok(true)).await?;
+    }
+    Ok(delivered)
+}
+
+/// Asks the backend where a quiet PENDING ticket stands, so a lost event still ends right.
+pub async fn reconcile(app: &App, id: &str, now: i64) -> AppResult<()> {
+    let t = tickets::load(app, id).await?;
+    match app.backend.poll(&t, now).await {
+        Ok(events) if !events.is_empty() => {
+            callback::fold(app, id, None, &events).await?;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(ticket_id = id, error = %e, "reconciliation poll failed"),
+    }
+    tickets::update(app, id, |t| {
+        t.last_reconciled_at = Some(now);
+        Ok(true)
+    })
+    .await?;
+    Ok(())
+}
+
+pub fn report_json(r: &RunReport) -> Value {
+    json!({"due": r.due, "delivered": r.delivered, "failed": r.failed})
+}

@@ -1,0 +1,114 @@
+//! The one place errors become the SPEC's error bodies.
+
+use lambda_http::{Body, Response};
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use models::ModelError;
+use store::StoreError;
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("access token is not valid")]
+    InvalidAccessToken,
+    #[error("timestamp is missing or outside the accepted window")]
+    StaleTimestamp,
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("users not mapped to the approval system: {}", .0.join(", "))]
+    UnmappedUser(Vec<String>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("approval backend unavailable: {0}")]
+    BackendUnavailable(String),
+    #[error("admin token missing or not valid")]
+    Unauthorized,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ModelError> for AppError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::InvalidJson(m) => AppError::InvalidJson(format!("body is not valid JSON: {m}")),
+            other => AppError::InvalidField(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        AppError::Internal(format!("storage: {e}"))
+    }
+}
+
+impl AppError {
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::InvalidAccessToken | AppError::StaleTimestamp | AppError::Unauthorized => 401,
+            AppError::InvalidJson(_) | AppError::InvalidField(_) => 400,
+            AppError::UnmappedUser(_) => 422,
+            AppError::NotFound(_) => 404,
+            AppError::Conflict(_) => 409,
+            AppError::PayloadTooLarge(_) => 413,
+            AppError::BackendUnavailable(_) => 502,
+            AppError::Internal(_) => 500,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::InvalidAccessToken => "InvalidAccessToken",
+            AppError::StaleTimestamp => "StaleTimestamp",
+            AppError::InvalidJson(_) => "InvalidJson",
+            AppError::InvalidField(_) => "InvalidField",
+            AppError::UnmappedUser(_) => "UnmappedUser",
+            AppError::NotFound(_) => "NotFound",
+            AppError::Conflict(_) => "Conflict",
+            AppError::PayloadTooLarge(_) => "PayloadTooLarge",
+            AppError::BackendUnavailable(_) => "BackendUnavailable",
+            AppError::Unauthorized => "Unauthorized",
+            AppError::Internal(_) => "Internal",
+        }
+    }
+
+    fn log(&self) {
+        if self.status() >= 500 {
+            tracing::error!(error_code = self.code(), error = %self, "request failed");
+        } else {
+            tracing::info!(error_code = self.code(), error = %self, "request refused");
+        }
+    }
+
+    /// Dataphin-facing body (SPEC 4): camelCase.
+    pub fn dataphin_body(&self) -> Value {
+        let mut body = json!({"success": false, "errorCode": self.code(), "errorMessage": self.to_string()});
+        if let AppError::UnmappedUser(users) = self {
+            body["unmappedUsers"] = json!(users);
+        }
+        body
+    }
+
+    /// Ops-facing body (SPEC 8): snake_case.
+    pub fn ops_body(&self) -> Value {
+        json!({"error_code": self.code(), "error_msg": self.to_string()})
+    }
+
+    pub fn into_dataphin_response(self) -> Response<Body> {
+        self.log();
+        crate::http::json_response(self.status(), &self.dataphin_body())
+    }
+
+    pub fn into_ops_response(self) -> Response<Body> {
+        self.log();
+        crate::http::json_response(self.status(), &self.ops_body())
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,116 @@
+//! Request and response plumbing shared by every function.
+
+use std::collections::HashMap;
+
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
+
+use crate::config::{Config, Secret};
+use crate::error::AppError;
+
+/// Bodies over 1 MiB are refused (SPEC 4).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub fn json_response(status: u16, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Text(body.to_string()))
+        .expect("static response parts are valid")
+}
+
+pub fn ok(body: &Value) -> Response<Body> {
+    json_response(200, body)
+}
+
+pub fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// The body, refused when over 1 MiB.
+pub fn limited_body(req: &Request) -> Result<&[u8], AppError> {
+    let body = body_bytes(req);
+    if body.len() > MAX_BODY {
+        return Err(AppError::PayloadTooLarge(MAX_BODY));
+    }
+    Ok(body)
+}
+
+/// Query parameters: from the event when API Gateway parsed them, else from the URI.
+pub fn query(req: &Request) -> HashMap<String, String> {
+    let params = req.query_string_parameters();
+    let mut out: HashMap<String, String> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if out.is_empty() {
+        if let Some(q) = req.uri().query() {
+            for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+                out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The path's segments, whatever stage prefix the front door added.
+pub fn segments(req: &Request) -> Vec<String> {
+    let path = req.raw_http_path();
+    let path = if path.is_empty() { req.uri().path().to_string() } else { path.to_string() };
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            url::form_urlencoded::parse(s.as_bytes())
+                .next()
+                .map(|(k, v)| if v.is_empty() { k.into_owned() } else { format!("{k}={v}") })
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Dataphin's access token check: the token compared in constant time, then the timestamp
+/// (milliseconds) inside the skew window. Runs before the body is parsed.
+pub fn check_access_token(config: &Config, query: &HashMap<String, String>, now: i64) -> Result<(), AppError> {
+    let token = query.get("accessToken").map(String::as_str).unwrap_or_default();
+    if !crypto::constant_time_eq(token.as_bytes(), config.dataphin_access_token.expose().as_bytes()) {
+        return Err(AppError::InvalidAccessToken);
+    }
+    let ts = query
+        .get("timestamp")
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .ok_or(AppError::StaleTimestamp)?;
+    if (now - ts).abs() > config.timestamp_skew_secs * 1000 {
+        return Err(AppError::StaleTimestamp);
+    }
+    Ok(())
+}
+
+/// Ops API auth: `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time.
+pub fn check_admin(req: &Request, token: &Secret) -> Result<(), AppError> {
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let presented = header.strip_prefix("Bearer ").unwrap_or_default().trim();
+    if presented.is_empty() || !crypto::constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) {
+        return Err(AppError::Unauthorized);
+    }
+    Ok(())
+}
+
+pub fn parse_json(body: &[u8]) -> Result<Value, AppError> {
+    serde_json::from_slice(body).map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))
+}

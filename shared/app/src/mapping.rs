@@ -1,0 +1,98 @@
+//! Resolving Dataphin users to backend users (SPEC 7) and back.
+
+use models::ticket::Person;
+use store::Mapping;
+
+use crate::config::MappingFallback;
+use crate::{App, AppError, AppResult};
+
+/// A Dataphin user as a submission names them.
+#[derive(Debug, Clone)]
+pub struct DataphinUser {
+    pub user_id: String,
+    pub user_source_id: String,
+    pub user_name: String,
+}
+
+/// A resolved user: the person on the ticket and their backend department, if mapped.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub person: Person,
+    pub dept_id: Option<String>,
+}
+
+async fn lookup(app: &App, tenant: &str, user: &DataphinUser) -> AppResult<Option<Mapping>> {
+    if let Some(m) = app.store.get_mapping(tenant, &user.user_id).await? {
+        return Ok(Some(m));
+    }
+    if !user.user_source_id.is_empty() {
+        if let Some(m) = app.store.mapping_by_source_id(tenant, &user.user_source_id).await? {
+            return Ok(Some(m));
+        }
+    }
+    Ok(None)
+}
+
+/// Resolves every user or fails with `UnmappedUser` naming all the unresolved ones at once.
+pub async fn resolve_all(app: &App, tenant: &str, users: &[DataphinUser]) -> AppResult<Vec<Resolved>> {
+    let mut resolved = Vec::with_capacity(users.len());
+    let mut unresolved: Vec<String> = Vec::new();
+    for user in users {
+        let found = lookup(app, tenant, user).await?;
+        let hit = match found {
+            Some(m) => Some(Resolved {
+                person: Person {
+                    user_id: user.user_id.clone(),
+                    user_name: if user.user_name.is_empty() { m.user_name.clone() } else { user.user_name.clone() },
+                    backend_user_id: m.backend_user_id,
+                },
+                dept_id: m.backend_dept_id,
+            }),
+            None if app.config.mapping_fallback == MappingFallback::SourceId && !user.user_source_id.is_empty() => {
+                Some(Resolved {
+                    person: Person {
+                        user_id: user.user_id.clone(),
+                        user_name: user.user_name.clone(),
+                        backend_user_id: user.user_source_id.clone(),
+                    },
+                    dept_id: None,
+                })
+            }
+            None => None,
+        };
+        match hit {
+            Some(r) => resolved.push(r),
+            None => {
+                let label = if user.user_name.is_empty() {
+                    user.user_id.clone()
+                } else {
+                    format!("{} ({})", user.user_name, user.user_id)
+                };
+                if !unresolved.contains(&label) {
+                    unresolved.push(label);
+                }
+            }
+        }
+    }
+    if unresolved.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(AppError::UnmappedUser(unresolved))
+    }
+}
+
+/// The Dataphin user behind a backend user id (callbacks); unknown ids stay as they are.
+pub async fn person_for_backend_id(app: &App, tenant: &str, backend_user_id: &str) -> AppResult<Person> {
+    Ok(match app.store.mapping_by_backend_id(tenant, backend_user_id).await? {
+        Some(m) => Person {
+            user_id: m.user_id,
+            user_name: m.user_name,
+            backend_user_id: backend_user_id.to_string(),
+        },
+        None => Person {
+            user_id: backend_user_id.to_string(),
+            user_name: backend_user_id.to_string(),
+            backend_user_id: backend_user_id.to_string(),
+        },
+    })
+}

@@ -1,0 +1,106 @@
+//! Reading tickets: Dataphin's get, the ops detail, and the ops list (seed 001) served by index
+//! queries only.
+
+use std::collections::HashMap;
+
+use models::submission::Submission;
+use models::TicketStatus;
+use serde_json::{json, Value};
+use store::list::{ListOrder, ListRequest};
+
+use crate::http::check_access_token;
+use crate::{tickets, views, App, AppError, AppResult};
+
+/// `GET /dataphin/bpms/processinstance/get`: the document the callback carries.
+pub async fn dataphin_get(app: &App, q: &HashMap<String, String>, now: i64) -> AppResult<Value> {
+    check_access_token(&app.config, q, now)?;
+    let id = match (q.get("processInstanceId"), q.get("tenantId"), q.get("applyId")) {
+        (Some(id), _, _) if !id.is_empty() => id.clone(),
+        (_, Some(t), Some(a)) if !t.is_empty() && !a.is_empty() => tickets::ticket_id(t, a),
+        _ => return Err(AppError::InvalidField("tenantId and applyId (or processInstanceId) are required".into())),
+    };
+    let t = tickets::load(app, &id).await?;
+    if let Some(tenant) = q.get("tenantId") {
+        if tenant != &t.tenant_id {
+            return Err(AppError::NotFound(format!("ticket {id} not found")));
+        }
+    }
+    let mut doc = t.dataphin_document(app.config.integration_method);
+    doc["success"] = json!(true);
+    Ok(doc)
+}
+
+/// `GET /approvals/{id}`.
+pub async fn detail(app: &App, id: &str) -> AppResult<Value> {
+    let stored = app.store.get_ticket(id, true).await?.ok_or_else(|| AppError::NotFound(format!("approval {id} not found")))?;
+    let (content, form) = match stored.submission.as_deref().map(|s| Submission::parse(s.as_bytes())) {
+        Some(Ok(s)) => (s.content.to_value(), json!(s.form())),
+        _ => (Value::Null, json!([])),
+    };
+    Ok(views::detail(&stored.ticket, content, form))
+}
+
+fn param_i64(q: &HashMap<String, String>, key: &str) -> AppResult<Option<i64>> {
+    q.get(key)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse::<i64>().map_err(|_| AppError::InvalidField(format!("{key} must be an integer"))))
+        .transpose()
+}
+
+/// `GET /approvals` with seed 001's parameters plus `next_token`.
+pub async fn list(app: &App, q: &HashMap<String, String>) -> AppResult<Value> {
+    let limit = param_i64(q, "limit")?.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(AppError::InvalidField("limit must be between 1 and 100".into()));
+    }
+    let offset = param_i64(q, "offset")?.unwrap_or(0);
+    if offset < 0 {
+        return Err(AppError::InvalidField("offset must be >= 0".into()));
+    }
+    let mut statuses: Vec<&'static str> = Vec::new();
+    if let Some(list) = q.get("status_list").filter(|s| !s.is_empty()) {
+        for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let canon = TicketStatus::from_list_status(s).ok_or_else(|| {
+                AppError::InvalidField(format!("status_list: {s} is not one of WAITING_APPROVE, APPROVED, REJECT, REVOKE"))
+            })?;
+            let list_status = canon[0].list_status();
+            if !statuses.contains(&list_status) {
+                statuses.push(list_status);
+            }
+        }
+    }
+    let order = match q.get("order_by").map(String::as_str) {
+        None | Some("") | Some("START_TIME") => ListOrder::StartTime,
+        Some("END_TIME") => ListOrder::EndTime,
+        Some(other) => return Err(AppError::InvalidField(format!("order_by: {other} is not START_TIME or END_TIME"))),
+    };
+    let descending = match q.get("order_by_desc").map(String::as_str) {
+        None | Some("") | Some("true") => true,
+        Some("false") => false,
+        Some(_) => return Err(AppError::InvalidField("order_by_desc must be true or false".into())),
+    };
+    let request = ListRequest {
+        tenant_id: q.get("workspace_id").filter(|s| !s.is_empty()).cloned(),
+        statuses: statuses.iter().map(|s| s.to_string()).collect(),
+        proposer_name: q.get("proposer_name").filter(|s| !s.is_empty()).cloned(),
+        start_from: param_i64(q, "application_start_time")?,
+        start_to: param_i64(q, "application_end_time")?,
+        order,
+        descending,
+        limit: limit as usize,
+        offset: offset as usize,
+        next_token: q.get("next_token").filter(|s| !s.is_empty()).cloned(),
+    };
+    if let Some(id) = q.get("approval_id").filter(|s| !s.is_empty()) {
+        // One ticket by id: a single read, the other filters applied to it.
+        let row = match app.store.get_ticket(id, false).await? {
+            Some(s) => Some(views::list_row(&s.ticket)),
+            None => None,
+        };
+        let rows: Vec<Value> = row.into_iter().filter(|r| request.matches(r)).collect();
+        let total = rows.len();
+        return Ok(json!({"approvals": rows.into_iter().skip(request.offset).collect::<Vec<_>>(), "total": total, "next_token": null}));
+    }
+    let page = app.store.list_tickets(&request).await?;
+    Ok(json!({"approvals": page.rows, "total": page.total, "next_token": page.next_token}))
+}

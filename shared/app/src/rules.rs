@@ -1,0 +1,43 @@
+//! The current rules document: stored in DynamoDB, seeded from `RULES_FILE` when none is stored.
+
+use models::rules::{default_rules_document, RulesDocument};
+
+use crate::{App, AppError, AppResult};
+
+/// The rules in force and their version (0: nothing stored and no `RULES_FILE`).
+pub async fn current(app: &App) -> AppResult<(RulesDocument, u64)> {
+    if let Some(stored) = app.store.get_rules().await? {
+        let doc = RulesDocument::parse(stored.document.as_bytes())
+            .map_err(|e| AppError::Internal(format!("stored rules document is invalid: {e}")))?;
+        return Ok((doc, stored.version));
+    }
+    if let Some(path) = &app.config.rules_file {
+        let bytes = std::fs::read(path)
+            .map_err(|e| AppError::Internal(format!("RULES_FILE {path}: {e}")))?;
+        let doc = RulesDocument::parse(&bytes)
+            .map_err(|e| AppError::Internal(format!("RULES_FILE {path}: {e}")))?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        return match app.store.put_rules(&text, None).await {
+            Ok(version) => Ok((doc, version)),
+            // Someone stored a document meanwhile: that one is in force.
+            Err(store::StoreError::Conflict) => Box::pin(current(app)).await,
+            Err(e) => Err(e.into()),
+        };
+    }
+    Ok((default_rules_document(), 0))
+}
+
+/// Replaces the rules document after validating it; returns the new version.
+pub async fn replace(app: &App, body: &[u8]) -> AppResult<u64> {
+    let doc = RulesDocument::parse(body).map_err(|e| AppError::InvalidField(e.to_string()))?;
+    let text = serde_json::to_string(&doc).map_err(|e| AppError::Internal(e.to_string()))?;
+    for _ in 0..5 {
+        let expected = app.store.get_rules().await?.map(|s| s.version);
+        match app.store.put_rules(&text, expected).await {
+            Ok(v) => return Ok(v),
+            Err(store::StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AppError::Conflict("rules changed concurrently, try again".into()))
+}

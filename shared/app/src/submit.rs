@@ -1,0 +1,266 @@
+//! Dataphin's connect and create (SPEC 4): auth, validation, idempotency, mapping, rules, dispatch.
+
+use std::collections::HashMap;
+
+use models::rules::{Decision, DecisionKind};
+use models::submission::Submission;
+use models::ticket::{Delivery, Dispatch, Node, NodeOrigin, Person, RuleProvenance, Ticket};
+use models::{DispatchStatus, TicketStatus};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use crate::http::check_access_token;
+use crate::mapping::{self, DataphinUser};
+use crate::tickets::{self, ticket_id};
+use crate::{delivery, rules, views, App, AppError, AppResult};
+
+/// How long a create that is calling the backend holds the right to do so; a crashed one frees it.
+const DISPATCH_LEASE_MS: i64 = 30_000;
+
+/// Test Connection: the token is right and the table answers.
+pub async fn connect(app: &App, query: &HashMap<String, String>, now: i64) -> AppResult<Value> {
+    check_access_token(&app.config, query, now)?;
+    app.store.ping().await?;
+    Ok(json!({"success": true, "checkResult": "success"}))
+}
+
+/// The reply Dataphin gets for a ticket, identical for every repeat of the same create.
+fn reply(t: &Ticket) -> Value {
+    json!({"success": true, "processInstanceId": t.id, "status": t.status.dataphin_status()})
+}
+
+/// Hash of the submission's JSON with keys sorted: repeats that differ only in layout are the same.
+pub fn body_hash(value: &Value) -> String {
+    fn canonical(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                for k in keys {
+                    out.insert(k.clone(), canonical(&m[k]));
+                }
+                Value::Object(out)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+            other => other.clone(),
+        }
+    }
+    hex::encode(Sha256::digest(canonical(value).to_string().as_bytes()))
+}
+
+/// Create: checks run before anything is stored or sent; the ticket id derives from
+/// (tenantId, applyId) so the conditional create is the idempotency check.
+pub async fn create(app: &App, query: &HashMap<String, String>, body: &[u8], now: i64) -> AppResult<Value> {
+    check_access_token(&app.config, query, now)?;
+    let submission = Submission::parse(body)?;
+    let id = ticket_id(&submission.tenant_id, &submission.apply_id);
+    let span = tracing::info_span!("create", ticket_id = %id, apply_id = %submission.apply_id);
+    async move {
+        let hash = body_hash(&submission.to_value());
+        if let Some(existing) = app.store.get_ticket(&id, false).await? {
+            return resume(app, existing.ticket, &existing.body_hash, &hash, now).await;
+        }
+        let (rules_doc, rules_version) = rules::current(app).await?;
+        let decision = rules_doc.evaluate(&submission.facts(), rules_version);
+        let mut ticket = build_ticket(app, &id, &submission, &decision, now).await?;
+        let raw = String::from_utf8_lossy(body);
+        if raw.len() > 350 * 1024 {
+            // A DynamoDB item holds 400 KB; the ticket keeps the submission beside its state.
+            return Err(AppError::PayloadTooLarge(350 * 1024));
+        }
+        let summary = views::list_row(&ticket);
+        let due = tickets::next_due(app, &ticket);
+        match app.store.create_ticket(&ticket, &summary, &raw, &hash, due).await? {
+            store::CreateOutcome::Exists => {
+                let existing = app.store.get_ticket(&id, false).await?.ok_or_else(|| AppError::Internal("ticket vanished".into()))?;
+                return resume(app, existing.ticket, &existing.body_hash, &hash, now).await;
+            }
+            store::CreateOutcome::Created => {}
+        }
+        tracing::info!(status = ticket.status.as_str(), decision = decision.kind.as_str(), "ticket created");
+        if ticket.status.is_final() {
+            delivery::deliver_now(app, &ticket.id).await;
+            return Ok(reply(&ticket));
+        }
+        ticket = dispatch(app, &ticket.id, &submission, now).await?;
+        Ok(reply(&ticket))
+    }
+    .instrument(span)
+    .await
+}
+
+/// A repeated create: the same body gets the first reply (retrying a failed dispatch first);
+/// another body under the same applyId is a conflict.
+async fn resume(app: &App, ticket: Ticket, stored_hash: &str, hash: &str, now: i64) -> AppResult<Value> {
+    if stored_hash != hash {
+        return Err(AppError::Conflict(format!(
+            "applyId {} of tenant {} was submitted before with a different body",
+            ticket.apply_id, ticket.tenant_id
+        )));
+    }
+    let needs_dispatch = ticket.status == TicketStatus::Pending
+        && ticket.instance_id.is_none()
+        && ticket.dispatch_lease_until.is_none_or(|until| until < now);
+    if !needs_dispatch {
+        return Ok(reply(&ticket));
+    }
+    let stored = app.store.get_ticket(&ticket.id, true).await?.ok_or_else(|| AppError::Internal("ticket vanished".into()))?;
+    let submission = Submission::parse(stored.submission.unwrap_or_default().as_bytes())?;
+    // Claim the lease so that concurrent repeats do not all call the backend.
+    let mut claimed = false;
+    tickets::update(app, &ticket.id, |t| {
+        claimed = t.instance_id.is_none() && t.dispatch_lease_until.is_none_or(|until| until < now);
+        if claimed {
+            t.dispatch_lease_until = Some(now + DISPATCH_LEASE_MS);
+        }
+        Ok(claimed)
+    })
+    .await?;
+    if !claimed {
+        return Ok(reply(&ticket));
+    }
+    let t = dispatch(app, &ticket.id, &submission, now).await?;
+    Ok(reply(&t))
+}
+
+async fn build_ticket(app: &App, id: &str, s: &Submission, decision: &Decision, now: i64) -> AppResult<Ticket> {
+    let mut users: Vec<DataphinUser> = s
+        .users()
+        .into_iter()
+        .map(|u| DataphinUser { user_id: u.user_id.clone(), user_source_id: u.user_source_id.clone(), user_name: u.user_name.clone() })
+        .collect();
+    let rule_users: Vec<&String> = decision.add_nodes.iter().flat_map(|n| n.users.iter()).collect();
+    for u in &rule_users {
+        users.push(DataphinUser { user_id: (*u).clone(), user_source_id: String::new(), user_name: String::new() });
+    }
+    let auto = matches!(decision.kind, DecisionKind::AutoApprove | DecisionKind::AutoReject);
+    // Auto-decided tickets go nowhere, so only the applicant must be known to the backend then.
+    let resolved = if auto {
+        users.truncate(1);
+        match mapping::resolve_all(app, &s.tenant_id, &users).await {
+            Ok(r) => r,
+            Err(AppError::UnmappedUser(_)) => vec![mapping::Resolved {
+                person: Person { user_id: users[0].user_id.clone(), user_name: users[0].user_name.clone(), backend_user_id: String::new() },
+                dept_id: None,
+            }],
+            Err(e) => return Err(e),
+        }
+    } else {
+        mapping::resolve_all(app, &s.tenant_id, &users).await?
+    };
+    let mut people = resolved.into_iter();
+    let applicant = people.next().expect("applicant resolved first");
+    let mut nodes: Vec<Node> = Vec::new();
+    if !auto {
+        for (i, n) in s.approve_nodes.iter().enumerate() {
+            let persons: Vec<Person> = n.users.iter().map(|_| people.next().expect("approver resolved").person).collect();
+            let name = format!("Approval {}", i + 1);
+            nodes.push(Node::new(i as u32 + 1, name, n.relation, NodeOrigin::Submission, persons));
+        }
+        for extra in &decision.add_nodes {
+            let order = nodes.len() as u32 + 1;
+            let persons: Vec<Person> = extra.users.iter().map(|_| people.next().expect("rule approver resolved").person).collect();
+            let name = extra.name.clone().unwrap_or_else(|| format!("Approval {order}"));
+            nodes.push(Node::new(order, name, extra.relation, NodeOrigin::Rule, persons));
+        }
+    }
+    let reason_for_request = request_reason(s);
+    let mut ticket = Ticket {
+        id: id.to_string(),
+        tenant_id: s.tenant_id.clone(),
+        apply_id: s.apply_id.clone(),
+        title: s.title.clone(),
+        submission_type: s.submission_type.clone(),
+        reason_for_request,
+        applicant: applicant.person,
+        status: TicketStatus::Pending,
+        reason: None,
+        created_at: now,
+        finished_at: None,
+        expire_at: now + app.config.ticket_timeout_hours * 3_600_000,
+        version: 1,
+        revision: 0,
+        nodes,
+        decision: Some(RuleProvenance {
+            decision: decision.kind.as_str().to_string(),
+            rule_id: decision.rule_id.clone(),
+            rules_version: decision.rules_version,
+            facts: decision.facts.clone(),
+            reason: decision.reason.clone(),
+        }),
+        process_code: decision.process_code.clone().or_else(|| app.backend.default_process_code()),
+        backend: (!auto).then(|| app.backend.kind().as_str().to_string()),
+        instance_id: None,
+        dispatch: None,
+        dispatch_lease_until: (!auto).then_some(now + DISPATCH_LEASE_MS),
+        delivery: Delivery::default(),
+        backend_cancel: None,
+        last_event_at: now,
+        last_reconciled_at: None,
+        seen_events: Vec::new(),
+        history: Vec::new(),
+    };
+    ticket.record(now, "submitted", format!("submitted by {}", ticket.applicant.user_name), json!({"apply_id": s.apply_id}));
+    ticket.record(now, "rules", decision.reason.clone(), json!({"decision": decision.kind.as_str(), "rule_id": decision.rule_id, "rules_version": decision.rules_version}));
+    if let Some(status) = decision.final_status() {
+        ticket.finish(status, Some(decision.reason.clone()), now, app.config.integration_method);
+    }
+    Ok(ticket)
+}
+
+/// Forwards a stored ticket to the backend and records the outcome (dispatch status 0 or 1).
+pub async fn dispatch(app: &App, id: &str, submission: &Submission, now: i64) -> AppResult<Ticket> {
+    let ticket = tickets::load(app, id).await?;
+    let dept = if ticket.applicant.backend_user_id.is_empty() {
+        None
+    } else {
+        app.store.get_mapping(&ticket.tenant_id, &ticket.applicant.user_id).await?.and_then(|m| m.backend_dept_id)
+    };
+    let form = submission.form();
+    let content = submission.content.to_value();
+    let result = app.backend.create(&ticket, dept.as_deref(), &form, &content).await;
+    match result {
+        Ok(instance_id) => {
+            app.store.link_instance(&instance_id, id).await?;
+            let t = tickets::update(app, id, |t| {
+                let attempts = t.dispatch.as_ref().map_or(0, |d| d.attempts) + 1;
+                t.dispatch = Some(Dispatch { status: DispatchStatus::Forwarded, error: None, attempts, at: now });
+                t.instance_id = Some(instance_id.clone());
+                t.dispatch_lease_until = None;
+                t.last_event_at = now;
+                t.record(now, "dispatch", format!("forwarded to {} as {instance_id}", app.backend.kind().as_str()), Value::Null);
+                Ok(true)
+            })
+            .await?;
+            tracing::info!(instance_id = %instance_id, "forwarded to backend");
+            Ok(t)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "backend refused or unreachable");
+            tickets::update(app, id, |t| {
+                let attempts = t.dispatch.as_ref().map_or(0, |d| d.attempts) + 1;
+                t.dispatch = Some(Dispatch { status: DispatchStatus::Failed, error: Some(e.message.clone()), attempts, at: now });
+                t.dispatch_lease_until = None;
+                t.record(now, "dispatch", format!("forwarding failed: {}", e.message), Value::Null);
+                Ok(true)
+            })
+            .await?;
+            Err(AppError::BackendUnavailable(e.message))
+        }
+    }
+}
+
+/// The applicant's stated reason, wherever the scenario keeps it.
+fn request_reason(s: &Submission) -> String {
+    let content = s.content.to_value();
+    if let Value::String(text) = &content {
+        return text.clone();
+    }
+    ["reason", "applyReason", "approvalReason", "description"]
+        .iter()
+        .find_map(|k| content.get(*k).and_then(Value::as_str).filter(|v| !v.is_empty()))
+        .unwrap_or_default()
+        .to_string()
+}

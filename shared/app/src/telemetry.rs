@@ -1,0 +1,19 @@
+//! Structured logs: JSON in Lambda, readable text locally.
+
+/// Installs the tracing subscriber once per process. `RUST_LOG` filters (default `info`).
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let in_lambda = std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok()
+        && std::env::var("AWS_LAMBDA_RUNTIME_API").is_ok()
+        && std::env::var("CARGO_LAMBDA_LOCAL").is_err();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time();
+    let _ = if in_lambda {
+        builder.json().with_current_span(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,87 @@
+//! Reading and writing tickets with optimistic concurrency, and when each ticket next needs the
+//! dispatcher. Every persisted status change goes through [`update`].
+
+use std::time::Duration;
+
+use models::ticket::Ticket;
+use models::TicketStatus;
+use rand::Rng;
+use store::StoreError;
+
+use crate::{views, App, AppError, AppResult};
+
+/// How many times a write is retried against concurrent writers before giving up.
+const MAX_ATTEMPTS: u32 = 40;
+
+/// When the dispatcher must next look at this ticket, if ever: a due delivery, an owed backend
+/// cancellation, a dispatch that never completed, reconciliation of a quiet PENDING ticket, expiry.
+pub fn next_due(app: &App, t: &Ticket) -> Option<i64> {
+    let mut due: Vec<i64> = Vec::new();
+    if t.delivery.is_due() {
+        due.push(t.delivery.next_attempt_at.unwrap_or(t.created_at));
+    }
+    if let Some(c) = &t.backend_cancel {
+        if !c.done {
+            due.push(c.next_attempt_at);
+        }
+    }
+    if t.status == TicketStatus::Pending {
+        due.push(t.expire_at);
+        if t.instance_id.is_some() {
+            let quiet_since = t.last_event_at.max(t.last_reconciled_at.unwrap_or(0));
+            due.push(quiet_since + app.config.reconcile_after_secs * 1000);
+        }
+    }
+    due.into_iter().min()
+}
+
+pub async fn load(app: &App, id: &str) -> AppResult<Ticket> {
+    app.store
+        .get_ticket(id, false)
+        .await?
+        .map(|s| s.ticket)
+        .ok_or_else(|| AppError::NotFound(format!("ticket {id} not found")))
+}
+
+pub async fn save(app: &App, t: &mut Ticket) -> AppResult<()> {
+    let summary = views::list_row(t);
+    let due = next_due(app, t);
+    app.store.save_ticket(t, &summary, due).await?;
+    Ok(())
+}
+
+/// Reads the ticket, lets `change` fold something into it, and writes it back if nobody wrote
+/// in between; otherwise re-reads and folds again. `change` returns whether it changed anything
+/// (nothing is written when it did not). Returns the ticket as stored.
+pub async fn update<F>(app: &App, id: &str, mut change: F) -> AppResult<Ticket>
+where
+    F: FnMut(&mut Ticket) -> AppResult<bool>,
+{
+    for attempt in 0..MAX_ATTEMPTS {
+        let mut t = load(app, id).await?;
+        if !change(&mut t)? {
+            return Ok(t);
+        }
+        let summary = views::list_row(&t);
+        let due = next_due(app, &t);
+        match app.store.save_ticket(&mut t, &summary, due).await {
+            Ok(()) => return Ok(t),
+            Err(StoreError::Conflict | StoreError::Throttled(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let ms = rand::thread_rng().gen_range(5..30) * u64::from(attempt.min(8) + 1);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    Err(AppError::Internal(format!("ticket {id}: too much concurrent change, try again")))
+}
+
+/// Stable ticket id for (tenantId, applyId): the one conditional create is the idempotency check.
+pub fn ticket_id(tenant_id: &str, apply_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(tenant_id.as_bytes());
+    h.update([0u8]);
+    h.update(apply_id.as_bytes());
+    let digest = h.finalize();
+    format!("tk-{}", &hex::encode(digest)[..24])
+}

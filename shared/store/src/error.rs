@@ -1,0 +1,37 @@
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A conditional write lost against a concurrent writer: re-read and try again.
+    #[error("concurrent update")]
+    Conflict,
+    /// DynamoDB throttled the request; a retry later completes it.
+    #[error("table throttled: {0}")]
+    Throttled(String),
+    #[error("DynamoDB: {0}")]
+    Dynamo(String),
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn from_sdk<E, R>(err: SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let code = err.code().unwrap_or_default().to_string();
+        let message = err
+            .message()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{err}"));
+        match code.as_str() {
+            "ConditionalCheckFailedException" => StoreError::Conflict,
+            "ProvisionedThroughputExceededException" | "ThrottlingException"
+            | "RequestLimitExceeded" => StoreError::Throttled(message),
+            "" => StoreError::Dynamo(format!("{err:?}").chars().take(300).collect()),
+            _ => StoreError::Dynamo(format!("{code}: {message}")),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The ops list (seed 001) answered by index queries only.
+//!
+//! Key design: list attributes are spread over `LIST_SHARDS` shards per (tenant, status) and per
+//! status, so no partition takes a whole tenant's or status's traffic. A list request queries the
+//! partitions its filters name (tenant and/or status; a proposer has a partition of their own),
+//! merges them in sort order, and pages by offset or by a cursor (`next_token`: the last sort
+//! value and ticket id returned).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use base64::Engine;
+use serde_json::Value;
+
+use crate::item::{n, opt_s, s, Item};
+use crate::tickets::LIST_SHARDS;
+use crate::{Store, StoreError};
+
+pub const LIST_STATUSES: [&str; 4] = ["WAITING_APPROVE", "APPROVED", "REJECT", "REVOKE"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListOrder {
+    StartTime,
+    EndTime,
+}
+
+impl ListOrder {
+    fn attribute(self) -> &'static str {
+        match self {
+            ListOrder::StartTime => "start_time",
+            ListOrder::EndTime => "end_time",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListRequest {
+    pub tenant_id: Option<String>,
+    /// List-API statuses (`WAITING_APPROVE`, `APPROVED`, `REJECT`, `REVOKE`); empty: all.
+    pub statuses: Vec<String>,
+    pub proposer_name: Option<String>,
+    /// Application (start) time range, inclusive, in ms.
+    pub start_from: Option<i64>,
+    pub start_to: Option<i64>,
+    pub order: ListOrder,
+    pub descending: bool,
+    pub limit: usize,
+    pub offset: usize,
+    pub next_token: Option<String>,
+}
+
+impl ListRequest {
+    /// Whether a list row passes every filter (used where a row was read directly).
+    pub fn matches(&self, row: &Value) -> bool {
+        let str_of = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let start = row.get("start_time").and_then(Value::as_i64).unwrap_or_default();
+        self.tenant_id.as_ref().is_none_or(|t| *t == str_of("workspace_id"))
+            && (self.statuses.is_empty() || self.statuses.contains(&str_of("status")))
+            && self.proposer_name.as_ref().is_none_or(|p| *p == str_of("proposer_name"))
+            && self.start_from.is_none_or(|f| start >= f)
+            && self.start_to.is_none_or(|t| start <= t)
+            && (self.order == ListOrder::StartTime || row.get("end_time").is_some_and(|v| !v.is_null()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub rows: Vec<Value>,
+    pub total: u64,
+    pub next_token: Option<String>,
+}
+
+/// One sorted row read from an index.
+struct Hit {
+    sort: i64,
+    id: String,
+    row: Value,
+}
+
+fn encode_cursor(sort: i64, id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{sort}:{id}"))
+}
+
+fn decode_cursor(token: &str) -> Option<(i64, String)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (sort, id) = text.split_once(':')?;
+    Some((sort.parse().ok()?, id.to_string()))
+}
+
+/// A planned query: which index, which partitions, which filters.
+struct Plan {
+    index: &'static str,
+    key_attr: &'static str,
+    partitions: Vec<String>,
+    sort_attr: &'static str,
+    /// The range is part of the key condition (sort attribute is start_time).
+    range_in_key: bool,
+    filters: Vec<String>,
+    values: HashMap<String, AttributeValue>,
+    names: HashMap<String, String>,
+    /// Rows must be re-sorted by end time in memory (proposer partitions are sorted by start).
+    sort_in_memory: bool,
+}
+
+fn plan(r: &ListRequest) -> Plan {
+    let statuses: Vec<String> = if r.statuses.is_empty() {
+        LIST_STATUSES.iter().map(|s| s.to_string()).collect()
+    } else {
+        r.statuses.clone()
+    };
+    let mut filters = Vec::new();
+    let mut values = HashMap::new();
+    let mut names = HashMap::new();
+    let (index, key_attr, partitions, sort_attr, sort_in_memory) = if let Some(p) = &r.proposer_name {
+        if let Some(t) = &r.tenant_id {
+            filters.push("tenant_id = :tenant".to_string());
+            values.insert(":tenant".to_string(), s(t));
+        }
+        if !r.statuses.is_empty() {
+            names.insert("#st".to_string(), "status".to_string());
+            let mut alts = Vec::new();
+            for (i, st) in r.statuses.iter().enumerate() {
+                for canon in canonical_of(st) {
+                    let key = format!(":st{i}{canon}");
+                    alts.push(key.clone());
+                    values.insert(key, s(canon));
+                }
+            }
+            filters.push(format!("#st IN ({})", alts.join(", ")));
+        }
+        if r.order == ListOrder::EndTime {
+            filters.push("attribute_exists(end_time)".to_string());
+        }
+        ("proposer-start-index", "p_pk", vec![p.clone()], "start_time", r.order == ListOrder::EndTime)
+    } else {
+        let shards = 0..LIST_SHARDS;
+        let (index, key_attr, parts): (&str, &str, Vec<String>) = match &r.tenant_id {
+            Some(t) => (
+                if r.order == ListOrder::StartTime { "tenant-status-start-index" } else { "tenant-status-end-index" },
+                "ts_pk",
+                statuses.iter().flat_map(|st| shards.clone().map(move |sh| format!("{t}#{st}#{sh}"))).collect(),
+            ),
+            None => (
+                if r.order == ListOrder::StartTime { "status-start-index" } else { "status-end-index" },
+                "s_pk",
+                statuses.iter().flat_map(|st| shards.clone().map(move |sh| format!("{st}#{sh}"))).collect(),
+            ),
+        };
+        (index, key_attr, parts, r.order.attribute(), false)
+    };
+    let range_in_key = sort_attr == "start_time" && !sort_in_memory;
+    if !range_in_key {
+        if let Some(f) = r.start_from {
+            filters.push("start_time >= :from".to_string());
+            values.insert(":from".to_string(), n(f));
+        }
+        if let Some(t) = r.start_to {
+            filters.push("start_time <= :to".to_string());
+            values.insert(":to".to_string(), n(t));
+        }
+    }
+    Plan { index, key_attr, partitions, sort_attr, range_in_key, filters, values, names, sort_in_memory }
+}
+
+/// The canonical stored statuses behind a list status.
+fn canonical_of(list_status: &str) -> Vec<&'static str> {
+    match list_status {
+        "WAITING_APPROVE" => vec!["PENDING"],
+        "APPROVED" => vec!["APPROVED"],
+        "REJECT" => vec!["REJECTED", "EXPIRED"],
+        "REVOKE" => vec!["WITHDRAWN"],
+        _ => vec![],
+    }
+}
+
+impl Store {
+    async fn query_partition(
+        &self,
+        plan: &Plan,
+        partition: &str,
+        range: (Option<i64>, Option<i64>),
+        descending: bool,
+        want: Option<usize>,
+        count_only: bool,
+    ) -> Result<(Vec<Hit>, u64), StoreError> {
+        let mut key = format!("{} = :pk", plan.key_attr);
+        let mut values = plan.values.clone();
+        values.insert(":pk".into(), s(partition));
+        if !plan.sort_in_memory {
+            match range {
+                (Some(a), Some(b)) => {
+                    key.push_str(&format!(" AND {} BETWEEN :ka AND :kb", plan.sort_attr));
+                    values.insert(":ka".into(), n(a));
+                    values.insert(":kb".into(), n(b.max(a)));
+                }
+                (Some(a), None) => {
+                    key.push_str(&format!(" AND {} >= :ka", plan.sort_attr));
+                    values.insert(":ka".into(), n(a));
+                }
+                (None, Some(b)) => {
+                    key.push_str(&format!(" AND {} <= :kb", plan.sort_attr));
+                    values.insert(":kb".into(), n(b));
+                }
+                (None, None) => {}
+            }
+        }
+        let mut hits = Vec::new();
+        let mut count = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.tickets)
+                .index_name(plan.index)
+                .key_condition_expression(&key)
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(!descending)
+                .set_exclusive_start_key(start.take());
+            if !plan.names.is_empty() {
+                q = q.set_expression_attribute_names(Some(plan.names.clone()));
+            }
+            if !plan.filters.is_empty() {
+                q = q.filter_expression(plan.filters.join(" AND "));
+            }
+            if count_only {
+                q = q.select(Select::Count);
+            } else if let Some(w) = want {
+                q = q.limit((w as i32).clamp(10, 1000));
+            }
+            let out = q.send().await.map_err(StoreError::from_sdk)?;
+            count += out.count as u64;
+            for it in out.items() {
+                let sort_attr = if plan.sort_in_memory { "end_time" } else { plan.sort_attr };
+                let sort = it.get(sort_attr).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or_default();
+                let row = opt_s(it, "summary").and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+                hits.push(Hit { sort, id: opt_s(it, "ticket_id").unwrap_or_default(), row });
+            }
+            match out.last_evaluated_key {
+                Some(k) if want.is_none_or(|w| hits.len() < w) || count_only => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok((hits, count))
+    }
+
+    /// One page of the ticket list and the total matching the filters.
+    pub async fn list_tickets(&self, r: &ListRequest) -> Result<ListPage, StoreError> {
+        let plan = plan(r);
+        let cursor = r.next_token.as_deref().and_then(decode_cursor);
+        let (offset, want) = match cursor {
+            Some(_) => (0, r.limit + 1),
+            None => (r.offset, r.offset + r.limit + 1),
+        };
+        // The key range: the application-time range where the index sorts by it, narrowed by the
+        // cursor (inclusive; rows at or before the cursor are dropped after the merge).
+        let base = if plan.range_in_key { (r.start_from, r.start_to) } else { (None, None) };
+        let mut key_range = base;
+        if let (Some((sort, _)), false) = (&cursor, plan.sort_in_memory) {
+            if r.descending {
+                key_range.1 = Some(key_range.1.map_or(*sort, |b| b.min(*sort)));
+            } else {
+                key_range.0 = Some(key_range.0.map_or(*sort, |a| a.max(*sort)));
+            }
+        }
+        let mut hits = Vec::new();
+        let mut total = 0u64;
+        for p in &plan.partitions {
+            let fetch_all = plan.sort_in_memory;
+            let (h, _) = self
+                .query_partition(&plan, p, key_range, r.descending, (!fetch_all).then_some(want), false)
+                .await?;
+            hits.extend(h);
+            let (_, c) = self.query_partition(&plan, p, base, r.descending, None, true).await?;
+            total += c;
+        }
+        let dir = |a: &Hit, b: &Hit| (a.sort, &a.id).cmp(&(b.sort, &b.id));
+        if r.descending {
+            hits.sort_by(|a, b| dir(b, a));
+        } else {
+            hits.sort_by(dir);
+        }
+        if let Some((sort, id)) = &cursor {
+            hits.retain(|h| if r.descending { (h.sort, &h.id) < (*sort, id) } else { (h.sort, &h.id) > (*sort, id) });
+        }
+        let mut page: Vec<Hit> = hits.into_iter().skip(offset).collect();
+        let more = page.len() > r.limit;
+        page.truncate(r.limit);
+        let next_token = if more { page.last().map(|h| encode_cursor(h.sort, &h.id)) } else { None };
+        Ok(ListPage { rows: page.into_iter().map(|h| h.row).collect(), total, next_token })
+    }
+}

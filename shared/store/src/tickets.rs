@@ -1,0 +1,283 @@
+//! Ticket items: create once, save conditionally, find by backend instance, find what is due.
+
+use std::collections::HashMap;
+
+use models::ticket::Ticket;
+use serde_json::Value;
+
+use crate::item::{get_n, get_s, n, opt_s, s, shard_of, Item};
+use crate::{Store, StoreError};
+
+/// Shards of the due index: the dispatcher reads all of them, writers spread over them.
+pub const DUE_SHARDS: u32 = 4;
+/// Shards of the list indexes, so that no partition takes a whole tenant's or status's traffic.
+pub const LIST_SHARDS: u32 = 4;
+
+const TICKET_SK: &str = "#TICKET";
+
+/// A ticket as stored, with the submission it was created from.
+#[derive(Debug, Clone)]
+pub struct StoredTicket {
+    pub ticket: Ticket,
+    /// The submission body as received (absent when the read skipped it).
+    pub submission: Option<String>,
+    pub body_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// A ticket with this id exists already (an idempotent repeat, or a conflict).
+    Exists,
+}
+
+pub(crate) fn ticket_pk(id: &str) -> String {
+    format!("TICKET#{id}")
+}
+
+/// The attributes derived from a ticket: the document and the index keys.
+fn ticket_attributes(ticket: &Ticket, summary: &Value, due_at: Option<i64>) -> Result<Item, StoreError> {
+    let doc = serde_json::to_string(ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let list_status = ticket.status.list_status();
+    let shard = shard_of(&ticket.id, LIST_SHARDS);
+    let mut attrs: Item = HashMap::new();
+    attrs.insert("ticket_id".into(), s(&ticket.id));
+    attrs.insert("tenant_id".into(), s(&ticket.tenant_id));
+    attrs.insert("status".into(), s(ticket.status.as_str()));
+    attrs.insert("doc".into(), s(doc));
+    attrs.insert("summary".into(), s(summary.to_string()));
+    attrs.insert("proposer_id".into(), s(&ticket.applicant.user_id));
+    attrs.insert("proposer_name".into(), s(&ticket.applicant.user_name));
+    attrs.insert("start_time".into(), n(ticket.created_at));
+    attrs.insert(
+        "ts_pk".into(),
+        s(format!("{}#{list_status}#{shard}", ticket.tenant_id)),
+    );
+    attrs.insert("s_pk".into(), s(format!("{list_status}#{shard}")));
+    attrs.insert("p_pk".into(), s(&ticket.applicant.user_name));
+    if let Some(end) = ticket.finished_at {
+        attrs.insert("end_time".into(), n(end));
+    }
+    if let Some(at) = due_at {
+        attrs.insert(
+            "due_shard".into(),
+            s(format!("DUE#{}", shard_of(&ticket.id, DUE_SHARDS))),
+        );
+        attrs.insert("due_at".into(), n(at));
+    }
+    Ok(attrs)
+}
+
+/// Attributes a save removes when the ticket no longer has them.
+const OPTIONAL_ATTRIBUTES: [&str; 3] = ["end_time", "due_shard", "due_at"];
+
+fn parse_ticket(item: &Item) -> Result<StoredTicket, StoreError> {
+    let mut ticket: Ticket = serde_json::from_str(get_s(item, "doc")?)
+        .map_err(|e| StoreError::Corrupt(format!("ticket document: {e}")))?;
+    ticket.revision = get_n(item, "revision")? as u64;
+    Ok(StoredTicket {
+        ticket,
+        submission: opt_s(item, "submission"),
+        body_hash: opt_s(item, "body_hash").unwrap_or_default(),
+    })
+}
+
+impl Store {
+    /// Creates the ticket unless one with its id exists. The id is derived from
+    /// (tenantId, applyId), so this one conditional write is the idempotency check.
+    pub async fn create_ticket(
+        &self,
+        ticket: &Ticket,
+        summary: &Value,
+        submission: &str,
+        body_hash: &str,
+        due_at: Option<i64>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let mut attrs = ticket_attributes(ticket, summary, due_at)?;
+        attrs.insert("pk".into(), s(ticket_pk(&ticket.id)));
+        attrs.insert("sk".into(), s(TICKET_SK));
+        attrs.insert("revision".into(), n(ticket.revision));
+        attrs.insert("submission".into(), s(submission));
+        attrs.insert("body_hash".into(), s(body_hash));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tickets)
+            .set_item(Some(attrs))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(StoreError::from_sdk);
+        match result {
+            Ok(_) => Ok(CreateOutcome::Created),
+            Err(StoreError::Conflict) => Ok(CreateOutcome::Exists),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a ticket (strongly consistent). `with_submission` also returns the stored body.
+    pub async fn get_ticket(
+        &self,
+        id: &str,
+        with_submission: bool,
+    ) -> Result<Option<StoredTicket>, StoreError> {
+        let mut req = self
+            .client
+            .get_item()
+            .table_name(&self.tickets)
+            .key("pk", s(ticket_pk(id)))
+            .key("sk", s(TICKET_SK))
+            .consistent_read(true);
+        if !with_submission {
+            req = req.projection_expression("doc, revision, body_hash");
+        }
+        let out = req.send().await.map_err(StoreError::from_sdk)?;
+        out.item.as_ref().map(parse_ticket).transpose()
+    }
+
+    /// Writes the ticket if nobody wrote it since it was read (same `revision`), then bumps
+    /// `ticket.revision`. `StoreError::Conflict` means: re-read and fold again.
+    pub async fn save_ticket(
+        &self,
+        ticket: &mut Ticket,
+        summary: &Value,
+        due_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let expected = ticket.revision;
+        ticket.revision += 1;
+        let attrs = match ticket_attributes(ticket, summary, due_at) {
+            Ok(a) => a,
+            Err(e) => {
+                ticket.revision = expected;
+                return Err(e);
+            }
+        };
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let mut sets = Vec::new();
+        for (i, (k, v)) in attrs.into_iter().enumerate() {
+            names.insert(format!("#a{i}"), k);
+            values.insert(format!(":v{i}"), v);
+            sets.push(format!("#a{i} = :v{i}"));
+        }
+        names.insert("#rev".into(), "revision".into());
+        values.insert(":rev".into(), n(ticket.revision));
+        values.insert(":expected".into(), n(expected));
+        sets.push("#rev = :rev".into());
+        let present: Vec<String> = names.values().cloned().collect();
+        let removes: Vec<String> = OPTIONAL_ATTRIBUTES
+            .iter()
+            .filter(|a| !present.iter().any(|p| p == *a))
+            .enumerate()
+            .map(|(i, a)| {
+                names.insert(format!("#r{i}"), a.to_string());
+                format!("#r{i}")
+            })
+            .collect();
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tickets)
+            .key("pk", s(ticket_pk(&ticket.id)))
+            .key("sk", s(TICKET_SK))
+            .update_expression(expression)
+            .condition_expression("#rev = :expected")
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk);
+        if result.is_err() {
+            ticket.revision = expected;
+        }
+        result.map(|_| ())
+    }
+
+    /// Remembers which ticket a backend instance belongs to (callbacks name the instance only).
+    pub async fn link_instance(&self, instance_id: &str, ticket_id: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tickets)
+            .item("pk", s(format!("INSTANCE#{instance_id}")))
+            .item("sk", s("#LINK"))
+            .item("ticket_id", s(ticket_id))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(())
+    }
+
+    pub async fn ticket_for_instance(&self, instance_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tickets)
+            .key("pk", s(format!("INSTANCE#{instance_id}")))
+            .key("sk", s("#LINK"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(out.item.as_ref().and_then(|i| opt_s(i, "ticket_id")))
+    }
+
+    /// Ids of tickets with work due at or before `now`, read from the sparse due index.
+    pub async fn due_ticket_ids(&self, now: i64, limit: i32) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for shard in 0..DUE_SHARDS {
+            let mut start: Option<Item> = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.tickets)
+                    .index_name("due-index")
+                    .key_condition_expression("due_shard = :s AND due_at <= :now")
+                    .expression_attribute_values(":s", s(format!("DUE#{shard}")))
+                    .expression_attribute_values(":now", n(now))
+                    .limit(limit)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                for it in out.items() {
+                    if let Some(pk) = opt_s(it, "pk") {
+                        if let Some(id) = pk.strip_prefix("TICKET#") {
+                            ids.push(id.to_string());
+                        }
+                    }
+                }
+                match out.last_evaluated_key {
+                    Some(k) if (ids.len() as i32) < limit * DUE_SHARDS as i32 => start = Some(k),
+                    _ => break,
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Remembers an inbound event id for a while (TTL), so that a replay is recognised even when
+    /// it is about no ticket. Returns false if it was seen before.
+    pub async fn remember_event(&self, source: &str, event_id: &str, expires_at_secs: i64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tickets)
+            .item("pk", s(format!("EVENT#{source}#{event_id}")))
+            .item("sk", s("#EVENT"))
+            .item("expires_at", n(expires_at_secs))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(StoreError::from_sdk);
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -709,7 +709,11 @@ impl IntoResponse for Reject {
 type Reply = Result<Response, Reject>;
 
 fn dt_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Reject {
-    Reject { status, code, message: message.into() }
+    Reject {
+        status,
+        code,
+        message: message.into(),
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Reject {
@@ -790,11 +794,7 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Re
     }
 }
 
-async fn token_call(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Reply {
+async fn token_call(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Reply {
     arrive(&shared, Method::POST, "/v1.0/oauth2/accessToken").await;
     shared.lock().token_calls += 1;
     let body = json_body(&headers, &body)?;
@@ -1001,10 +1001,9 @@ fn check_create(
         )));
     }
     for (i, f) in form.iter().enumerate() {
-        if !f
-            .get("name")
+        if f.get("name")
             .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty())
+            .is_none_or(str::is_empty)
         {
             return Err(invalid(format!(
                 "formComponentValues[{i}].name must be a non-empty string"
@@ -1053,13 +1052,13 @@ async fn get_call(
     }
     match inner.instances.get(&id) {
         Some(inst) => {
-            Json(json!({"success": "true", "result": inst.result_json()})).into_response()
+            Ok(Json(json!({"success": "true", "result": inst.result_json()})).into_response())
         }
-        None => dt_error(
+        None => Err(dt_error(
             StatusCode::BAD_REQUEST,
             "processInstanceNotExist",
             format!("process instance {id} does not exist"),
-        ),
+        )),
     }
 }
 
@@ -1086,8 +1085,8 @@ async fn terminate_call(
     };
     let is_system = match body.get("isSystem") {
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid("isSystem must be a boolean"),
-        None => return invalid("isSystem is required"),
+        Some(_) => return Err(invalid("isSystem must be a boolean")),
+        None => return Err(invalid("isSystem is required")),
     };
     let remark = match body.get("remark") {
         Some(Value::String(s)) if s.chars().count() > 1024 => {
@@ -1095,14 +1094,14 @@ async fn terminate_call(
         }
         Some(Value::String(s)) => s.clone(),
         None | Some(Value::Null) => String::new(),
-        Some(_) => return invalid("remark must be a string"),
+        Some(_) => return Err(invalid("remark must be a string")),
     };
     let operator = match body.get("operatingUserId") {
         Some(Value::String(s)) => Some(s.clone()),
         None | Some(Value::Null) => None,
-        Some(_) => return invalid("operatingUserId must be a string"),
+        Some(_) => return Err(invalid("operatingUserId must be a string")),
     };
-    let mut inner = shared.lock());
+    let mut inner = shared.lock();
     if inner.faults.fail_terminates > 0 {
         inner.faults.fail_terminates -= 1;
         return Err(system_error());
@@ -1119,7 +1118,7 @@ async fn terminate_call(
     if inst.created_at.elapsed() < grace {
         return Err(invalid(format!(
             "a process instance cannot be terminated within {} seconds of its creation",
-            grace.as_secs()
+            grace.as_secs_f64()
         )));
     }
     if inst.status != "RUNNING" && inst.status != "NEW" {
@@ -1129,7 +1128,9 @@ async fn terminate_call(
         )));
     }
     if !is_system && operator.as_deref() != Some(inst.originator_user_id.as_str()) {
-        return Err(invalid("operatingUserId must be the originator unless isSystem is true"));
+        return Err(invalid(
+            "operatingUserId must be the originator unless isSystem is true",
+        ));
     }
     let who = operator.unwrap_or_else(|| inst.originator_user_id.clone());
     terminate(inst, &mut inner.events, &who, &remark, now_ms());
@@ -1137,7 +1138,7 @@ async fn terminate_call(
     Ok(Json(json!({"result": true, "success": true})).into_response())
 }
 
-async fn unknown_call(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> Reply {
+async fn unknown_call(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> Reject {
     arrive(&shared, method, uri.path()).await;
     dt_error(
         StatusCode::NOT_FOUND,

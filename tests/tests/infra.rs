@@ -1,0 +1,774 @@
+//! The deployment description agrees with the code and the contract.
+//!
+//! `template.yaml` is checked against `infra/tables.json` (the tables the code creates locally),
+//! the workspace's function packages, the SPEC's routes and settings, and the cargo lambda router
+//! of the root `Cargo.toml`, so a route, table index, binary or setting cannot be added in one
+//! place and forgotten in another. The template uses long-form intrinsics (`Ref:`, `Fn::GetAtt:`,
+//! `Fn::Sub:`), so it is plain YAML.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use store::schema::{self, TableDef};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the repository root")
+        .to_path_buf()
+}
+
+fn read(relative: &str) -> String {
+    let path = repo_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn template() -> Value {
+    let yaml: serde_norway::Value =
+        serde_norway::from_str(&read("template.yaml")).expect("template.yaml is valid YAML");
+    serde_json::to_value(yaml).expect("template.yaml converts to JSON values")
+}
+
+fn cargo_toml(relative: &str) -> toml::Table {
+    read(relative)
+        .parse()
+        .unwrap_or_else(|e| panic!("{relative} is not valid TOML: {e}"))
+}
+
+fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    template["Resources"]
+        .as_object()
+        .expect("template has Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(id, r)| (id.as_str(), r))
+        .collect()
+}
+
+/// SPEC section 3: method, path (parameter names as the SPEC writes them), function.
+const SPEC_ROUTES: &[(&str, &str, &str)] = &[
+    ("POST", "/dataphin/bpms/check/connect", "submit"),
+    ("POST", "/dataphin/bpms/processinstance/create", "submit"),
+    ("POST", "/dataphin/bpms/processinstance/terminate", "withdraw"),
+    ("GET", "/dataphin/bpms/processinstance/get", "query"),
+    ("POST", "/callback/dingtalk", "callback"),
+    ("POST", "/callback/webhook", "callback"),
+    ("GET", "/approvals", "query"),
+    ("GET", "/approvals/{id}", "query"),
+    ("POST", "/approvals/{id}/withdraw", "withdraw"),
+    ("POST", "/approvals/{id}/redeliver", "callback"),
+    ("PUT", "/user-mappings/{tenantId}/{userId}", "admin"),
+    ("GET", "/user-mappings/{tenantId}/{userId}", "admin"),
+    ("DELETE", "/user-mappings/{tenantId}/{userId}", "admin"),
+    ("POST", "/user-mappings/import", "admin"),
+    ("GET", "/user-mappings", "admin"),
+    ("GET", "/rules", "admin"),
+    ("PUT", "/rules", "admin"),
+    ("POST", "/rules/evaluate", "admin"),
+];
+
+/// SPEC section 2, except `AWS_ENDPOINT_URL_DYNAMODB`, which stays unset in AWS.
+const SPEC_SETTINGS: &[&str] = &[
+    "TICKETS_TABLE",
+    "USER_MAPPINGS_TABLE",
+    "DATAPHIN_ACCESS_TOKEN",
+    "DATAPHIN_CALLBACK_URL",
+    "DATAPHIN_AES_KEY",
+    "DATAPHIN_INTEGRATION_METHOD",
+    "TIMESTAMP_SKEW_SECONDS",
+    "BACKEND",
+    "DINGTALK_API_BASE",
+    "DINGTALK_APP_KEY",
+    "DINGTALK_APP_SECRET",
+    "DINGTALK_AGENT_ID",
+    "DINGTALK_PROCESS_CODE",
+    "DINGTALK_CALLBACK_TOKEN",
+    "DINGTALK_CALLBACK_AES_KEY",
+    "DINGTALK_CORP_ID",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "ADMIN_TOKEN",
+    "RULES_FILE",
+    "USER_MAPPING_FALLBACK",
+    "TICKET_TIMEOUT_HOURS",
+];
+
+/// Settings that are secrets: their parameters must never be echoed by CloudFormation.
+const SECRET_SETTINGS: &[&str] = &[
+    "DATAPHIN_ACCESS_TOKEN",
+    "DATAPHIN_AES_KEY",
+    "DINGTALK_APP_SECRET",
+    "DINGTALK_CALLBACK_TOKEN",
+    "DINGTALK_CALLBACK_AES_KEY",
+    "WEBHOOK_SECRET",
+    "ADMIN_TOKEN",
+];
+
+/// `/a/{x}/b` -> `/a/{}/b`: parameter names are not part of a route's identity.
+fn normalize(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') && segment.ends_with('}') {
+                "{}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables
+
+fn key_schema(hash: &schema::KeyAttr, range: Option<&schema::KeyAttr>) -> Value {
+    let mut keys = vec![json!({"AttributeName": hash.name, "KeyType": "HASH"})];
+    if let Some(range) = range {
+        keys.push(json!({"AttributeName": range.name, "KeyType": "RANGE"}));
+    }
+    Value::Array(keys)
+}
+
+fn check_table(template: &Value, logical: &str, def: &TableDef) {
+    let resource = &template["Resources"][&def.resource];
+    assert_eq!(
+        resource["Type"], "AWS::DynamoDB::Table",
+        "{logical}: template has no table resource {}",
+        def.resource
+    );
+    let props = &resource["Properties"];
+    assert_eq!(props["BillingMode"], "PAY_PER_REQUEST", "{logical}");
+    assert_eq!(
+        props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
+        "{logical}: point-in-time recovery"
+    );
+    assert_eq!(props["SSESpecification"]["SSEEnabled"], true, "{logical}: SSE");
+    assert!(
+        props.get("TableName").is_none(),
+        "{logical}: physical names come from CloudFormation, passed in {}",
+        def.env
+    );
+    assert_eq!(
+        props["KeySchema"],
+        key_schema(&def.hash_key, def.range_key.as_ref()),
+        "{logical}: key schema"
+    );
+
+    let expected_attributes: BTreeMap<String, String> = def
+        .attribute_definitions()
+        .expect("tables.json is consistent")
+        .into_iter()
+        .map(|(name, kind)| (name, kind.as_str().to_owned()))
+        .collect();
+    let declared = props["AttributeDefinitions"]
+        .as_array()
+        .expect("AttributeDefinitions is a list");
+    let attributes: BTreeMap<String, String> = declared
+        .iter()
+        .map(|a| {
+            (
+                a["AttributeName"].as_str().unwrap().to_owned(),
+                a["AttributeType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(declared.len(), attributes.len(), "{logical}: duplicate attribute definitions");
+    assert_eq!(attributes, expected_attributes, "{logical}: attribute definitions");
+
+    match &def.ttl_attribute {
+        Some(attribute) => assert_eq!(
+            props["TimeToLiveSpecification"],
+            json!({"AttributeName": attribute, "Enabled": true}),
+            "{logical}: TTL"
+        ),
+        None => assert!(props.get("TimeToLiveSpecification").is_none(), "{logical}: TTL"),
+    }
+
+    let indexes: BTreeMap<&str, &Value> = props["GlobalSecondaryIndexes"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|i| (i["IndexName"].as_str().expect("IndexName"), i))
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected_names: BTreeSet<&str> = def.indexes.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(
+        indexes.keys().copied().collect::<BTreeSet<_>>(),
+        expected_names,
+        "{logical}: index names"
+    );
+    for index in &def.indexes {
+        let declared = indexes[index.name.as_str()];
+        assert_eq!(
+            declared["KeySchema"],
+            key_schema(&index.hash_key, index.range_key.as_ref()),
+            "{logical}/{}: key schema",
+            index.name
+        );
+        assert_eq!(
+            declared["Projection"]["ProjectionType"],
+            index.projection.as_str(),
+            "{logical}/{}: projection",
+            index.name
+        );
+        let non_key: Vec<&str> = declared["Projection"]["NonKeyAttributes"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        let expected: Vec<&str> = index.non_key_attributes.iter().map(String::as_str).collect();
+        assert_eq!(non_key, expected, "{logical}/{}: projected attributes", index.name);
+        assert!(
+            declared.get("ProvisionedThroughput").is_none(),
+            "{logical}/{}: on-demand tables take no throughput",
+            index.name
+        );
+    }
+}
+
+#[test]
+fn template_tables_equal_tables_json() {
+    let template = template();
+    let tables = schema::definition().tables();
+    for (logical, def) in tables {
+        check_table(&template, logical, def);
+    }
+    let declared: BTreeSet<&str> = resources_of_type(&template, "AWS::DynamoDB::Table")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let defined: BTreeSet<&str> = tables.iter().map(|(_, d)| d.resource.as_str()).collect();
+    assert_eq!(declared, defined, "every table of the template is defined in tables.json");
+}
+
+#[test]
+fn table_names_reach_the_functions_through_their_variables() {
+    let template = template();
+    let variables = &template["Globals"]["Function"]["Environment"]["Variables"];
+    for (logical, def) in schema::definition().tables() {
+        assert_eq!(
+            variables[&def.env],
+            json!({"Ref": def.resource}),
+            "{logical}: {} must name the table resource",
+            def.env
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functions and binaries
+
+/// Binary names of every package under functions/, by package directory.
+fn function_binaries() -> BTreeMap<String, BTreeSet<String>> {
+    let root = cargo_toml("Cargo.toml");
+    let members: Vec<&str> = root["workspace"]["members"]
+        .as_array()
+        .expect("workspace members")
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+
+    let on_disk: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions"))
+        .expect("functions/ exists")
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| format!("functions/{}", e.file_name().to_string_lossy()))
+        .collect();
+    for package in &on_disk {
+        assert!(
+            members.contains(&package.as_str()),
+            "{package} is not a workspace member"
+        );
+    }
+
+    on_disk
+        .into_iter()
+        .map(|dir| {
+            let manifest = cargo_toml(&format!("{dir}/Cargo.toml"));
+            let bins: BTreeSet<String> = match manifest.get("bin").and_then(|b| b.as_array()) {
+                Some(bins) => bins
+                    .iter()
+                    .map(|b| b["name"].as_str().expect("[[bin]] name").to_owned())
+                    .collect(),
+                None => BTreeSet::from([manifest["package"]["name"]
+                    .as_str()
+                    .expect("package name")
+                    .to_owned()]),
+            };
+            (dir, bins)
+        })
+        .collect()
+}
+
+/// Lambda functions of the template by logical id, with the binary each one deploys.
+fn deployed_functions(template: &Value) -> BTreeMap<String, (String, &Value)> {
+    resources_of_type(template, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(id, function)| {
+            assert_eq!(
+                function["Metadata"]["BuildMethod"], "rust-cargolambda",
+                "{id}: built by cargo lambda"
+            );
+            let binary = function["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: Metadata.BuildProperties.Binary"))
+                .to_owned();
+            assert_eq!(function["Properties"]["CodeUri"], ".", "{id}: CodeUri");
+            (id.to_owned(), (binary, function))
+        })
+        .collect()
+}
+
+#[test]
+fn every_function_package_is_deployed_and_every_deployed_binary_exists() {
+    let template = template();
+    let packages = function_binaries();
+    let built: BTreeSet<String> = packages.values().flatten().cloned().collect();
+    let deployed: Vec<String> = deployed_functions(&template)
+        .into_values()
+        .map(|(binary, _)| binary)
+        .collect();
+    let deployed_set: BTreeSet<String> = deployed.iter().cloned().collect();
+
+    assert_eq!(deployed.len(), deployed_set.len(), "a binary is deployed twice");
+    for binary in &deployed_set {
+        assert!(built.contains(binary), "template deploys {binary}, no function package builds it");
+    }
+    for (package, bins) in &packages {
+        assert!(
+            bins.iter().any(|b| deployed_set.contains(b)),
+            "{package} is not deployed by template.yaml"
+        );
+    }
+    assert_eq!(
+        deployed_set,
+        BTreeSet::from(["admin", "callback", "dispatch", "query", "submit", "withdraw"].map(String::from)),
+    );
+}
+
+#[test]
+fn globals_run_every_function_on_the_chosen_architecture_with_json_logs() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Architectures"], json!([{"Ref": "Architecture"}]));
+    assert_eq!(globals["MemorySize"], 128);
+    assert_eq!(globals["LoggingConfig"]["LogFormat"], "JSON");
+    let architecture = &template["Parameters"]["Architecture"];
+    assert_eq!(architecture["Default"], "arm64");
+    assert_eq!(architecture["AllowedValues"], json!(["arm64", "x86_64"]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+/// (method, path, binary) of every HttpApi event, all on the one HTTP API.
+fn template_routes(template: &Value) -> Vec<(String, String, String)> {
+    let apis = resources_of_type(template, "AWS::Serverless::HttpApi");
+    assert_eq!(apis.len(), 1, "one HTTP API serves every route");
+    let api = apis[0].0;
+    let mut routes = Vec::new();
+    for (id, (binary, function)) in deployed_functions(template) {
+        let Some(events) = function["Properties"]["Events"].as_object() else {
+            continue;
+        };
+        for (name, event) in events {
+            if event["Type"] != "HttpApi" {
+                continue;
+            }
+            let props = &event["Properties"];
+            assert_eq!(props["ApiId"], json!({"Ref": api}), "{id}.{name}: ApiId");
+            routes.push((
+                props["Method"].as_str().expect("Method").to_uppercase(),
+                props["Path"].as_str().expect("Path").to_owned(),
+                binary.clone(),
+            ));
+        }
+    }
+    routes
+}
+
+#[test]
+fn template_serves_exactly_the_spec_routes() {
+    let template = template();
+    let routes = template_routes(&template);
+    let served: BTreeSet<(String, String, String)> = routes
+        .iter()
+        .map(|(m, p, f)| (m.clone(), normalize(p), f.clone()))
+        .collect();
+    assert_eq!(served.len(), routes.len(), "a route is declared twice");
+    let spec: BTreeSet<(String, String, String)> = SPEC_ROUTES
+        .iter()
+        .map(|(m, p, f)| (m.to_string(), normalize(p), f.to_string()))
+        .collect();
+    let missing: Vec<_> = spec.difference(&served).collect();
+    let extra: Vec<_> = served.difference(&spec).collect();
+    assert!(missing.is_empty(), "SPEC routes missing from template.yaml: {missing:?}");
+    assert!(extra.is_empty(), "template.yaml routes the SPEC does not have: {extra:?}");
+}
+
+/// The router of `cargo lambda watch`: path -> (function, methods or None for any).
+fn local_router() -> BTreeMap<String, Vec<(Option<String>, String)>> {
+    let root = cargo_toml("Cargo.toml");
+    let router = root["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .expect("[workspace.metadata.lambda.watch.router] exists");
+    router
+        .iter()
+        .map(|(path, target)| {
+            let targets = match target {
+                toml::Value::String(function) => vec![(None, function.clone())],
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|item| {
+                        (
+                            Some(item["method"].as_str().expect("method").to_uppercase()),
+                            item["function"].as_str().expect("function").to_owned(),
+                        )
+                    })
+                    .collect(),
+                other => panic!("router entry {path} has an unexpected form: {other}"),
+            };
+            (path.clone(), targets)
+        })
+        .collect()
+}
+
+#[test]
+fn local_router_serves_every_spec_route_with_the_deployed_function_and_path() {
+    let router = local_router();
+    let template = template();
+    let deployed = template_routes(&template);
+    for (method, spec_path, function) in SPEC_ROUTES {
+        let matching: Vec<(&String, &Vec<(Option<String>, String)>)> = router
+            .iter()
+            .filter(|(path, _)| normalize(path) == normalize(spec_path))
+            .collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "{method} {spec_path}: the local router needs exactly one entry"
+        );
+        let (path, targets) = matching[0];
+        let routed = targets
+            .iter()
+            .find(|(m, _)| m.as_deref().is_none_or(|m| m == *method))
+            .map(|(_, f)| f.as_str());
+        assert_eq!(routed, Some(*function), "{method} {spec_path} locally");
+
+        // Path parameters reach the function by name: the same names locally and in AWS.
+        let in_template = deployed
+            .iter()
+            .find(|(m, p, _)| m == method && normalize(p) == normalize(spec_path))
+            .map(|(_, p, _)| p.as_str());
+        assert_eq!(
+            in_template,
+            Some(path.as_str()),
+            "{method} {spec_path}: template and router must use the same parameter names"
+        );
+    }
+    for path in router.keys() {
+        assert!(
+            SPEC_ROUTES.iter().any(|(_, p, _)| normalize(p) == normalize(path)),
+            "router path {path} is not a SPEC route"
+        );
+    }
+}
+
+#[test]
+fn dispatch_runs_every_minute() {
+    let template = template();
+    let functions = deployed_functions(&template);
+    let (_, dispatch) = functions
+        .values()
+        .find(|(binary, _)| binary == "dispatch")
+        .expect("dispatch is deployed");
+    let schedules: Vec<&Value> = dispatch["Properties"]["Events"]
+        .as_object()
+        .expect("dispatch has events")
+        .values()
+        .filter(|e| e["Type"] == "Schedule" || e["Type"] == "ScheduleV2")
+        .collect();
+    assert_eq!(schedules.len(), 1, "one schedule drives dispatch");
+    let props = &schedules[0]["Properties"];
+    let expression = props
+        .get("Schedule")
+        .or_else(|| props.get("ScheduleExpression"))
+        .expect("schedule expression");
+    assert_eq!(expression, "rate(1 minute)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings and secrets
+
+#[test]
+fn every_spec_setting_is_configured_for_every_function() {
+    let template = template();
+    let variables = template["Globals"]["Function"]["Environment"]["Variables"]
+        .as_object()
+        .expect("Globals.Function.Environment.Variables");
+    let configured: BTreeSet<&str> = variables.keys().map(String::as_str).collect();
+    let spec: BTreeSet<&str> = SPEC_SETTINGS.iter().copied().collect();
+    assert_eq!(configured, spec, "Globals environment vs SPEC section 2");
+
+    let parameters = template["Parameters"].as_object().expect("Parameters");
+    let resources = template["Resources"].as_object().expect("Resources");
+    for (name, value) in variables {
+        let reference = referenced_name(value)
+            .unwrap_or_else(|| panic!("{name} is neither a Ref nor an Fn::If of Refs: {value}"));
+        assert!(
+            parameters.contains_key(reference) || resources.contains_key(reference),
+            "{name} refers to unknown {reference}"
+        );
+    }
+    for (id, (_, function)) in deployed_functions(&template) {
+        assert!(
+            function["Properties"].get("Environment").is_none(),
+            "{id} must take its settings from Globals only"
+        );
+    }
+}
+
+/// The parameter or resource a variable's value comes from: `Ref: X`, or
+/// `Fn::If: [cond, Ref: X, Ref: AWS::NoValue]` for settings that stay unset when empty.
+fn referenced_name(value: &Value) -> Option<&str> {
+    if let Some(name) = value.get("Ref").and_then(Value::as_str) {
+        return Some(name);
+    }
+    let branches = value.get("Fn::If")?.as_array()?;
+    assert_eq!(branches.len(), 3, "Fn::If takes a condition and two values");
+    assert_eq!(branches[2], json!({"Ref": "AWS::NoValue"}), "the else branch leaves it unset");
+    branches[1].get("Ref").and_then(Value::as_str)
+}
+
+#[test]
+fn secrets_are_never_echoed() {
+    let template = template();
+    let variables = &template["Globals"]["Function"]["Environment"]["Variables"];
+    let mut secret_parameters = BTreeSet::new();
+    for setting in SECRET_SETTINGS {
+        let parameter = referenced_name(&variables[*setting])
+            .unwrap_or_else(|| panic!("{setting} comes from a parameter"));
+        let declared = &template["Parameters"][parameter];
+        assert_eq!(declared["NoEcho"], true, "{parameter} ({setting}) must be NoEcho");
+        assert!(
+            declared.get("Default").is_none() || declared["Default"] == "",
+            "{parameter} must not ship a default secret"
+        );
+        secret_parameters.insert(parameter);
+    }
+    assert_eq!(
+        secret_parameters,
+        BTreeSet::from([
+            "AdminToken",
+            "DataphinAccessToken",
+            "DataphinAesKey",
+            "DingTalkAppSecret",
+            "DingTalkCallbackAesKey",
+            "DingTalkCallbackToken",
+            "WebhookSecret",
+        ])
+    );
+    for (name, parameter) in template["Parameters"].as_object().unwrap() {
+        if !secret_parameters.contains(name.as_str()) {
+            assert!(
+                parameter.get("NoEcho").is_none(),
+                "{name} is not a secret; hiding it only makes deployments harder to check"
+            );
+        }
+    }
+}
+
+#[test]
+fn local_env_sets_every_spec_setting() {
+    let local: BTreeMap<String, String> = read("infra/local.env")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("not KEY=VALUE: {l}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    for setting in SPEC_SETTINGS.iter().chain(&["AWS_ENDPOINT_URL_DYNAMODB"]) {
+        assert!(
+            local.contains_key(*setting),
+            "infra/local.env lacks {setting}"
+        );
+    }
+    assert_eq!(local["DATAPHIN_AES_KEY"].len(), 43, "DATAPHIN_AES_KEY is 43 characters");
+    assert_eq!(local["DINGTALK_CALLBACK_AES_KEY"].len(), 43);
+    assert!(
+        repo_root().join(&local["RULES_FILE"]).is_file(),
+        "RULES_FILE names a file of the repository"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Permissions
+
+/// The DynamoDB actions each function may use, per table, and whether it may query indexes.
+fn allowed_access() -> BTreeMap<&'static str, BTreeMap<&'static str, (Vec<&'static str>, bool)>> {
+    const TICKET_WRITER: &[&str] = &["GetItem", "PutItem", "UpdateItem", "Query"];
+    const MAPPING_READER: &[&str] = &["GetItem", "Query"];
+    let tickets = "TicketsTable";
+    let mappings = "UserMappingsTable";
+    BTreeMap::from([
+        (
+            "submit",
+            BTreeMap::from([
+                (tickets, (TICKET_WRITER.to_vec(), false)),
+                (mappings, (MAPPING_READER.to_vec(), true)),
+            ]),
+        ),
+        (
+            "callback",
+            BTreeMap::from([
+                (tickets, (TICKET_WRITER.to_vec(), false)),
+                (mappings, (MAPPING_READER.to_vec(), true)),
+            ]),
+        ),
+        (
+            "query",
+            BTreeMap::from([(tickets, (vec!["GetItem", "Query"], true))]),
+        ),
+        (
+            "withdraw",
+            BTreeMap::from([
+                (tickets, (TICKET_WRITER.to_vec(), false)),
+                (mappings, (MAPPING_READER.to_vec(), true)),
+            ]),
+        ),
+        (
+            "admin",
+            BTreeMap::from([
+                (
+                    mappings,
+                    (
+                        vec!["GetItem", "PutItem", "DeleteItem", "Query", "Scan", "BatchWriteItem"],
+                        true,
+                    ),
+                ),
+                (tickets, (vec!["GetItem", "PutItem", "UpdateItem"], false)),
+            ]),
+        ),
+        (
+            "dispatch",
+            BTreeMap::from([
+                (tickets, (TICKET_WRITER.to_vec(), true)),
+                (mappings, (MAPPING_READER.to_vec(), true)),
+            ]),
+        ),
+    ])
+}
+
+/// A policy resource: (table logical id, whether it is the table's indexes).
+fn policy_resource(resource: &Value) -> (String, bool) {
+    if let Some(attribute) = resource.get("Fn::GetAtt").and_then(Value::as_array) {
+        assert_eq!(attribute.len(), 2, "Fn::GetAtt [Resource, Arn]");
+        assert_eq!(attribute[1], "Arn", "policies name table ARNs");
+        return (attribute[0].as_str().unwrap().to_owned(), false);
+    }
+    if let Some(sub) = resource.get("Fn::Sub").and_then(Value::as_str) {
+        let table = sub
+            .strip_prefix("${")
+            .and_then(|s| s.strip_suffix(".Arn}/index/*"))
+            .unwrap_or_else(|| panic!("unexpected policy resource {sub}"));
+        return (table.to_owned(), true);
+    }
+    panic!("policy resources are table ARNs or their indexes, not {resource}");
+}
+
+#[test]
+fn each_function_is_granted_only_the_dynamodb_actions_it_uses() {
+    let template = template();
+    let allowed = allowed_access();
+    let functions = deployed_functions(&template);
+    assert_eq!(
+        functions.values().map(|(b, _)| b.as_str()).collect::<BTreeSet<_>>(),
+        allowed.keys().copied().collect::<BTreeSet<_>>()
+    );
+    for (id, (binary, function)) in &functions {
+        let expected = &allowed[binary.as_str()];
+        let mut granted: BTreeMap<String, (BTreeSet<String>, bool)> = BTreeMap::new();
+        let policies = function["Properties"]["Policies"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{id} has inline policies"));
+        for policy in policies {
+            let statements = policy["Statement"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{id}: only inline policy documents, got {policy}"));
+            for statement in statements {
+                assert_eq!(statement["Effect"], "Allow", "{id}");
+                let actions: Vec<String> = match &statement["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
+                    other => panic!("{id}: Action {other}"),
+                };
+                let resources = match &statement["Resource"] {
+                    Value::Array(r) => r.clone(),
+                    single => vec![single.clone()],
+                };
+                for resource in &resources {
+                    let (table, index) = policy_resource(resource);
+                    let (allowed_actions, index_allowed) = expected
+                        .get(table.as_str())
+                        .unwrap_or_else(|| panic!("{id} must not touch {table}"));
+                    assert!(!index || *index_allowed, "{id} must not query the indexes of {table}");
+                    let entry = granted.entry(table.clone()).or_default();
+                    entry.1 |= index;
+                    for action in &actions {
+                        let name = action
+                            .strip_prefix("dynamodb:")
+                            .unwrap_or_else(|| panic!("{id}: {action} is not a DynamoDB action"));
+                        assert!(
+                            allowed_actions.contains(&name),
+                            "{id} must not be granted {action} on {table}"
+                        );
+                        entry.0.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+        // And nothing it needs is missing.
+        for (table, (actions, index)) in expected {
+            let (got, got_index) = granted
+                .get(*table)
+                .unwrap_or_else(|| panic!("{id} needs access to {table}"));
+            let want: BTreeSet<String> = actions.iter().map(|a| a.to_string()).collect();
+            assert_eq!(got, &want, "{id} on {table}");
+            assert_eq!(got_index, index, "{id}: index access on {table}");
+        }
+    }
+}
+
+#[test]
+fn outputs_tell_operators_where_to_point_dataphin_dingtalk_and_the_bpm() {
+    let template = template();
+    let outputs = template["Outputs"].as_object().expect("Outputs");
+    for (output, suffix) in [
+        ("DataphinCreateUrl", "/dataphin/bpms/processinstance/create"),
+        ("DataphinTestConnectionUrl", "/dataphin/bpms/check/connect"),
+        ("DingTalkEventSubscriptionUrl", "/callback/dingtalk"),
+        ("WebhookCallbackUrl", "/callback/webhook"),
+    ] {
+        let value = outputs[output]["Value"]["Fn::Sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{output} is an Fn::Sub URL"));
+        assert!(value.ends_with(suffix), "{output}: {value}");
+        let served = template_routes(&template)
+            .into_iter()
+            .any(|(method, path, _)| method == "POST" && path == suffix);
+        assert!(served, "{output} points at a route the API serves");
+    }
+    for output in [
+        "ApiUrl",
+        "DataphinSubmitApprovalRequestUrl",
+        "DataphinCallbackUrl",
+        "TicketsTableName",
+        "UserMappingsTableName",
+    ] {
+        assert!(outputs.contains_key(output), "missing output {output}");
+    }
+}

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use models::rules::{Decision, DecisionKind};
 use models::submission::Submission;
-use models::ticket::{Delivery, Dispatch, Node, NodeOrigin, Person, RuleProvenance, Ticket};
-use models::{DispatchStatus, TicketStatus};
+use models::ticket::{ApproverState, Delivery, Dispatch, Node, NodeOrigin, Person, RuleProvenance, Ticket};
+use models::{DispatchStatus, NodeStatus, Relation, TicketStatus};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
@@ -153,7 +153,9 @@ async fn build_ticket(app: &App, id: &str, s: &Submission, decision: &Decision, 
     let mut people = resolved.into_iter();
     let applicant = people.next().expect("applicant resolved first");
     let mut nodes: Vec<Node> = Vec::new();
-    if !auto {
+    if auto {
+        nodes.push(rule_node(decision, now));
+    } else {
         for (i, n) in s.approve_nodes.iter().enumerate() {
             let persons: Vec<Person> = n.users.iter().map(|_| people.next().expect("approver resolved").person).collect();
             let name = format!("Approval {}", i + 1);
@@ -263,4 +265,29 @@ fn request_reason(s: &Submission) -> String {
         .find_map(|k| content.get(*k).and_then(Value::as_str).filter(|v| !v.is_empty()))
         .unwrap_or_default()
         .to_string()
+}
+
+/// The one node of an auto-decided ticket: the rule is its operator, the reason names the rule
+/// and the rules version.
+fn rule_node(decision: &Decision, now: i64) -> Node {
+    let rule = decision.rule_id.clone().unwrap_or_default();
+    let operator = Person {
+        user_id: format!("rule:{rule}"),
+        user_name: format!("rule {rule} (rules v{})", decision.rules_version),
+        backend_user_id: String::new(),
+    };
+    let mut node = Node::new(1, "Auto-approval rules".into(), Relation::Or, NodeOrigin::Rule, vec![operator]);
+    let (node_status, approver_state) = match decision.kind {
+        DecisionKind::AutoApprove => (NodeStatus::Approved, ApproverState::Approved),
+        _ => (NodeStatus::Rejected, ApproverState::Rejected),
+    };
+    node.status = node_status;
+    node.reason = Some(decision.reason.clone());
+    node.decided_at = Some(now);
+    if let Some(a) = node.approvers.first_mut() {
+        a.state = approver_state;
+        a.reason = Some(decision.reason.clone());
+        a.acted_at = Some(now);
+    }
+    node
 }

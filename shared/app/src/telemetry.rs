@@ -4,9 +4,8 @@
 pub fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let in_lambda = std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok()
-        && std::env::var("AWS_LAMBDA_RUNTIME_API").is_ok()
-        && std::env::var("CARGO_LAMBDA_LOCAL").is_err();
+    // Set by the Lambda service only (not by `cargo lambda watch`): JSON there, text locally.
+    let in_lambda = std::env::var("AWS_EXECUTION_ENV").is_ok();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

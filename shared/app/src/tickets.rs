@@ -7,6 +7,7 @@ use models::ticket::Ticket;
 use models::TicketStatus;
 use rand::Rng;
 use store::StoreError;
+use tracing::Instrument;
 
 use crate::{views, App, AppError, AppResult};
 
@@ -53,7 +54,15 @@ pub async fn save(app: &App, t: &mut Ticket) -> AppResult<()> {
 /// Reads the ticket, lets `change` fold something into it, and writes it back if nobody wrote
 /// in between; otherwise re-reads and folds again. `change` returns whether it changed anything
 /// (nothing is written when it did not). Returns the ticket as stored.
-pub async fn update<F>(app: &App, id: &str, mut change: F) -> AppResult<Ticket>
+pub async fn update<F>(app: &App, id: &str, change: F) -> AppResult<Ticket>
+where
+    F: FnMut(&mut Ticket) -> AppResult<bool>,
+{
+    let span = tracing::info_span!("ticket", ticket_id = %id);
+    update_in_span(app, id, change).instrument(span).await
+}
+
+async fn update_in_span<F>(app: &App, id: &str, mut change: F) -> AppResult<Ticket>
 where
     F: FnMut(&mut Ticket) -> AppResult<bool>,
 {

@@ -59,7 +59,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { backend: Backend::DingTalk, integration_method: "FINAL_RESULT", env: Vec::new(), seed_mappings: true }
+        Options {
+            backend: Backend::DingTalk,
+            integration_method: "FINAL_RESULT",
+            env: Vec::new(),
+            seed_mappings: true,
+        }
     }
 }
 
@@ -114,7 +119,12 @@ fn dir_files(sub: &str) -> Vec<(String, Vec<u8>)> {
     files.sort();
     files
         .into_iter()
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -136,7 +146,11 @@ pub fn with_apply_id(body: &[u8], apply_id: &str) -> Vec<u8> {
 }
 
 pub fn backend_id(dataphin_user_id: &str) -> &'static str {
-    FIXTURE_USERS.iter().find(|u| u.0 == dataphin_user_id).map(|u| u.3).expect("fixture user")
+    FIXTURE_USERS
+        .iter()
+        .find(|u| u.0 == dataphin_user_id)
+        .map(|u| u.3)
+        .expect("fixture user")
 }
 
 impl Bridge {
@@ -146,7 +160,9 @@ impl Bridge {
         let tickets = format!("{prefix}-tickets");
         let mappings = format!("{prefix}-mappings");
         let client = dynamo_client();
-        store::schema::create_tables(&client, &tickets, &mappings).await.expect("create tables");
+        store::schema::create_tables(&client, &tickets, &mappings)
+            .await
+            .expect("create tables");
         let dingtalk = FakeDingTalk::start(APP_KEY, APP_SECRET).await;
         dingtalk.add_process_code(PROCESS_CODE);
         dingtalk.add_process_code("PROC-PII");
@@ -187,7 +203,13 @@ impl Bridge {
         }
         let config = app::Config::from_source(&env).expect("test configuration is valid");
         let app = App::build(config, client).expect("app builds");
-        let bridge = Bridge { app, env, dingtalk, dataphin, bpm };
+        let bridge = Bridge {
+            app,
+            env,
+            dingtalk,
+            dataphin,
+            bpm,
+        };
         if opts.seed_mappings {
             bridge.seed_fixture_mappings().await;
         }
@@ -212,13 +234,24 @@ impl Bridge {
     }
 
     /// Sends one HTTP request to a function's handler, as API Gateway would.
-    pub async fn request(&self, function: Function, method: &str, path_and_query: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+    pub async fn request(
+        &self,
+        function: Function,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
         let mut builder = http_builder().method(method).uri(path_and_query);
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
         let req: Request = builder
-            .body(if body.is_empty() { Body::Empty } else { Body::Binary(body.to_vec()) })
+            .body(if body.is_empty() {
+                Body::Empty
+            } else {
+                Body::Binary(body.to_vec())
+            })
             .expect("request builds");
         let resp = match function {
             Function::Submit => submit::handle(&self.app, req).await,
@@ -233,7 +266,11 @@ impl Bridge {
             Body::Binary(b) => b,
             _ => &[],
         };
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(bytes))) };
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(bytes)))
+        };
         (status, value)
     }
 
@@ -243,23 +280,59 @@ impl Bridge {
     }
 
     pub async fn create(&self, body: &[u8]) -> (u16, Value) {
-        let path = format!("/dataphin/bpms/processinstance/create?{}", self.auth_query());
-        self.request(Function::Submit, "POST", &path, &[("content-type", "application/json")], body).await
+        let path = format!(
+            "/dataphin/bpms/processinstance/create?{}",
+            self.auth_query()
+        );
+        self.request(
+            Function::Submit,
+            "POST",
+            &path,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
     }
 
     /// An ops API call with the admin bearer token.
-    pub async fn ops(&self, function: Function, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    pub async fn ops(
+        &self,
+        function: Function,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
         let auth = format!("Bearer {ADMIN_TOKEN}");
-        self.request(function, method, path, &[("authorization", &auth), ("content-type", "application/json")], body).await
+        self.request(
+            function,
+            method,
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+        .await
     }
 
     /// Encrypts one DingTalk event as DingTalk does and posts it to `/callback/dingtalk`.
     pub async fn push_dingtalk_event(&self, event: &Value) -> (u16, Value) {
         let crypto = crypto::MessageCrypto::new(CALLBACK_TOKEN, CALLBACK_AES_KEY, APP_KEY).unwrap();
         let sealed = crypto.seal_now(event.to_string().as_bytes());
-        let path = format!("/callback/dingtalk?signature={}&timestamp={}&nonce={}", sealed.signature, sealed.timestamp, sealed.nonce);
+        let path = format!(
+            "/callback/dingtalk?signature={}&timestamp={}&nonce={}",
+            sealed.signature, sealed.timestamp, sealed.nonce
+        );
         let body = json!({"encrypt": sealed.encrypt}).to_string();
-        self.request(Function::Callback, "POST", &path, &[("content-type", "application/json")], body.as_bytes()).await
+        self.request(
+            Function::Callback,
+            "POST",
+            &path,
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .await
     }
 
     /// Pushes every event the fake DingTalk produced since the last call, in order; each must be
@@ -282,7 +355,11 @@ impl Bridge {
             Function::Callback,
             "POST",
             "/callback/webhook",
-            &[("x-bridge-timestamp", ts.as_str()), ("x-bridge-signature", sig.as_str()), ("content-type", "application/json")],
+            &[
+                ("x-bridge-timestamp", ts.as_str()),
+                ("x-bridge-signature", sig.as_str()),
+                ("content-type", "application/json"),
+            ],
             body.as_bytes(),
         )
         .await
@@ -290,17 +367,28 @@ impl Bridge {
 
     /// One run of the scheduled dispatcher at `now`.
     pub async fn run_dispatcher(&self, now: i64) -> app::dispatch::RunReport {
-        app::dispatch::run(&self.app, now).await.expect("dispatcher run")
+        app::dispatch::run(&self.app, now)
+            .await
+            .expect("dispatcher run")
     }
 
     pub async fn ticket(&self, id: &str) -> models::ticket::Ticket {
-        self.app.store.get_ticket(id, false).await.expect("read").expect("ticket exists").ticket
+        self.app
+            .store
+            .get_ticket(id, false)
+            .await
+            .expect("read")
+            .expect("ticket exists")
+            .ticket
     }
 
     /// The ticket id for a fixture body (derived from tenantId and applyId).
     pub fn ticket_id_of(body: &[u8]) -> String {
         let v: Value = serde_json::from_slice(body).unwrap();
-        app::tickets::ticket_id(v["tenantId"].as_str().unwrap(), v["applyId"].as_str().unwrap())
+        app::tickets::ticket_id(
+            v["tenantId"].as_str().unwrap(),
+            v["applyId"].as_str().unwrap(),
+        )
     }
 }
 

@@ -50,7 +50,11 @@ fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a V
 const SPEC_ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/dataphin/bpms/check/connect", "submit"),
     ("POST", "/dataphin/bpms/processinstance/create", "submit"),
-    ("POST", "/dataphin/bpms/processinstance/terminate", "withdraw"),
+    (
+        "POST",
+        "/dataphin/bpms/processinstance/terminate",
+        "withdraw",
+    ),
     ("GET", "/dataphin/bpms/processinstance/get", "query"),
     ("POST", "/callback/dingtalk", "callback"),
     ("POST", "/callback/webhook", "callback"),
@@ -93,6 +97,9 @@ const SPEC_SETTINGS: &[&str] = &[
     "USER_MAPPING_FALLBACK",
     "TICKET_TIMEOUT_HOURS",
 ];
+
+/// Settings whose default is to be unset (SPEC 2 "unset" / "none").
+const OPTIONAL_SETTINGS: &[&str] = &["DINGTALK_CORP_ID", "RULES_FILE"];
 
 /// Settings that are secrets: their parameters must never be echoed by CloudFormation.
 const SECRET_SETTINGS: &[&str] = &[
@@ -143,7 +150,10 @@ fn check_table(template: &Value, logical: &str, def: &TableDef) {
         props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
         "{logical}: point-in-time recovery"
     );
-    assert_eq!(props["SSESpecification"]["SSEEnabled"], true, "{logical}: SSE");
+    assert_eq!(
+        props["SSESpecification"]["SSEEnabled"], true,
+        "{logical}: SSE"
+    );
     assert!(
         props.get("TableName").is_none(),
         "{logical}: physical names come from CloudFormation, passed in {}",
@@ -173,8 +183,15 @@ fn check_table(template: &Value, logical: &str, def: &TableDef) {
             )
         })
         .collect();
-    assert_eq!(declared.len(), attributes.len(), "{logical}: duplicate attribute definitions");
-    assert_eq!(attributes, expected_attributes, "{logical}: attribute definitions");
+    assert_eq!(
+        declared.len(),
+        attributes.len(),
+        "{logical}: duplicate attribute definitions"
+    );
+    assert_eq!(
+        attributes, expected_attributes,
+        "{logical}: attribute definitions"
+    );
 
     match &def.ttl_attribute {
         Some(attribute) => assert_eq!(
@@ -182,7 +199,10 @@ fn check_table(template: &Value, logical: &str, def: &TableDef) {
             json!({"AttributeName": attribute, "Enabled": true}),
             "{logical}: TTL"
         ),
-        None => assert!(props.get("TimeToLiveSpecification").is_none(), "{logical}: TTL"),
+        None => assert!(
+            props.get("TimeToLiveSpecification").is_none(),
+            "{logical}: TTL"
+        ),
     }
 
     let indexes: BTreeMap<&str, &Value> = props["GlobalSecondaryIndexes"]
@@ -217,8 +237,16 @@ fn check_table(template: &Value, logical: &str, def: &TableDef) {
             .as_array()
             .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
             .unwrap_or_default();
-        let expected: Vec<&str> = index.non_key_attributes.iter().map(String::as_str).collect();
-        assert_eq!(non_key, expected, "{logical}/{}: projected attributes", index.name);
+        let expected: Vec<&str> = index
+            .non_key_attributes
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            non_key, expected,
+            "{logical}/{}: projected attributes",
+            index.name
+        );
         assert!(
             declared.get("ProvisionedThroughput").is_none(),
             "{logical}/{}: on-demand tables take no throughput",
@@ -239,7 +267,10 @@ fn template_tables_equal_tables_json() {
         .map(|(id, _)| id)
         .collect();
     let defined: BTreeSet<&str> = tables.iter().map(|(_, d)| d.resource.as_str()).collect();
-    assert_eq!(declared, defined, "every table of the template is defined in tables.json");
+    assert_eq!(
+        declared, defined,
+        "every table of the template is defined in tables.json"
+    );
 }
 
 #[test]
@@ -331,9 +362,16 @@ fn every_function_package_is_deployed_and_every_deployed_binary_exists() {
         .collect();
     let deployed_set: BTreeSet<String> = deployed.iter().cloned().collect();
 
-    assert_eq!(deployed.len(), deployed_set.len(), "a binary is deployed twice");
+    assert_eq!(
+        deployed.len(),
+        deployed_set.len(),
+        "a binary is deployed twice"
+    );
     for binary in &deployed_set {
-        assert!(built.contains(binary), "template deploys {binary}, no function package builds it");
+        assert!(
+            built.contains(binary),
+            "template deploys {binary}, no function package builds it"
+        );
     }
     for (package, bins) in &packages {
         assert!(
@@ -343,7 +381,9 @@ fn every_function_package_is_deployed_and_every_deployed_binary_exists() {
     }
     assert_eq!(
         deployed_set,
-        BTreeSet::from(["admin", "callback", "dispatch", "query", "submit", "withdraw"].map(String::from)),
+        BTreeSet::from(
+            ["admin", "callback", "dispatch", "query", "submit", "withdraw"].map(String::from)
+        ),
     );
 }
 
@@ -404,8 +444,14 @@ fn template_serves_exactly_the_spec_routes() {
         .collect();
     let missing: Vec<_> = spec.difference(&served).collect();
     let extra: Vec<_> = served.difference(&spec).collect();
-    assert!(missing.is_empty(), "SPEC routes missing from template.yaml: {missing:?}");
-    assert!(extra.is_empty(), "template.yaml routes the SPEC does not have: {extra:?}");
+    assert!(
+        missing.is_empty(),
+        "SPEC routes missing from template.yaml: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "template.yaml routes the SPEC does not have: {extra:?}"
+    );
 }
 
 /// The router of `cargo lambda watch`: path -> (function, methods or None for any).
@@ -470,7 +516,9 @@ fn local_router_serves_every_spec_route_with_the_deployed_function_and_path() {
     }
     for path in router.keys() {
         assert!(
-            SPEC_ROUTES.iter().any(|(_, p, _)| normalize(p) == normalize(path)),
+            SPEC_ROUTES
+                .iter()
+                .any(|(_, p, _)| normalize(p) == normalize(path)),
             "router path {path} is not a SPEC route"
         );
     }
@@ -538,7 +586,11 @@ fn referenced_name(value: &Value) -> Option<&str> {
     }
     let branches = value.get("Fn::If")?.as_array()?;
     assert_eq!(branches.len(), 3, "Fn::If takes a condition and two values");
-    assert_eq!(branches[2], json!({"Ref": "AWS::NoValue"}), "the else branch leaves it unset");
+    assert_eq!(
+        branches[2],
+        json!({"Ref": "AWS::NoValue"}),
+        "the else branch leaves it unset"
+    );
     branches[1].get("Ref").and_then(Value::as_str)
 }
 
@@ -551,7 +603,10 @@ fn secrets_are_never_echoed() {
         let parameter = referenced_name(&variables[*setting])
             .unwrap_or_else(|| panic!("{setting} comes from a parameter"));
         let declared = &template["Parameters"][parameter];
-        assert_eq!(declared["NoEcho"], true, "{parameter} ({setting}) must be NoEcho");
+        assert_eq!(
+            declared["NoEcho"], true,
+            "{parameter} ({setting}) must be NoEcho"
+        );
         assert!(
             declared.get("Default").is_none() || declared["Default"] == "",
             "{parameter} must not ship a default secret"
@@ -587,17 +642,27 @@ fn local_env_sets_every_spec_setting() {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| {
-            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("not KEY=VALUE: {l}"));
+            let (k, v) = l
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not KEY=VALUE: {l}"));
             (k.to_owned(), v.to_owned())
         })
         .collect();
+    // Settings whose default is "unset" may be shown commented out instead.
+    let commented = read("infra/local.env");
     for setting in SPEC_SETTINGS.iter().chain(&["AWS_ENDPOINT_URL_DYNAMODB"]) {
         assert!(
-            local.contains_key(*setting),
+            local.contains_key(*setting)
+                || (OPTIONAL_SETTINGS.contains(setting)
+                    && commented.contains(&format!("# {setting}="))),
             "infra/local.env lacks {setting}"
         );
     }
-    assert_eq!(local["DATAPHIN_AES_KEY"].len(), 43, "DATAPHIN_AES_KEY is 43 characters");
+    assert_eq!(
+        local["DATAPHIN_AES_KEY"].len(),
+        43,
+        "DATAPHIN_AES_KEY is 43 characters"
+    );
     assert_eq!(local["DINGTALK_CALLBACK_AES_KEY"].len(), 43);
     assert!(
         repo_root().join(&local["RULES_FILE"]).is_file(),
@@ -646,7 +711,14 @@ fn allowed_access() -> BTreeMap<&'static str, BTreeMap<&'static str, (Vec<&'stat
                 (
                     mappings,
                     (
-                        vec!["GetItem", "PutItem", "DeleteItem", "Query", "Scan", "BatchWriteItem"],
+                        vec![
+                            "GetItem",
+                            "PutItem",
+                            "DeleteItem",
+                            "Query",
+                            "Scan",
+                            "BatchWriteItem",
+                        ],
                         true,
                     ),
                 ),
@@ -686,7 +758,10 @@ fn each_function_is_granted_only_the_dynamodb_actions_it_uses() {
     let allowed = allowed_access();
     let functions = deployed_functions(&template);
     assert_eq!(
-        functions.values().map(|(b, _)| b.as_str()).collect::<BTreeSet<_>>(),
+        functions
+            .values()
+            .map(|(b, _)| b.as_str())
+            .collect::<BTreeSet<_>>(),
         allowed.keys().copied().collect::<BTreeSet<_>>()
     );
     for (id, (binary, function)) in &functions {
@@ -715,7 +790,10 @@ fn each_function_is_granted_only_the_dynamodb_actions_it_uses() {
                     let (allowed_actions, index_allowed) = expected
                         .get(table.as_str())
                         .unwrap_or_else(|| panic!("{id} must not touch {table}"));
-                    assert!(!index || *index_allowed, "{id} must not query the indexes of {table}");
+                    assert!(
+                        !index || *index_allowed,
+                        "{id} must not query the indexes of {table}"
+                    );
                     let entry = granted.entry(table.clone()).or_default();
                     entry.1 |= index;
                     for action in &actions {

@@ -82,7 +82,11 @@ fn env_file(tickets: &str, mappings: &str, endpoint: &str) -> String {
         })
         .map(str::to_owned)
         .collect();
-    lines.extend(overrides.iter().map(|(key, value)| format!("{key}={value}")));
+    lines.extend(
+        overrides
+            .iter()
+            .map(|(key, value)| format!("{key}={value}")),
+    );
     lines.join("\n") + "\n"
 }
 
@@ -104,7 +108,13 @@ impl Watch {
         std::fs::write(&env_path, env).expect("write the env file");
         let log = File::create(&log_path).expect("create the watch log");
         let child = Command::new("cargo")
-            .args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1"])
+            .args([
+                "lambda",
+                "watch",
+                "--ignore-changes",
+                "--invoke-address",
+                "127.0.0.1",
+            ])
             .arg("--invoke-port")
             .arg(port.to_string())
             .arg("--env-file")
@@ -115,7 +125,9 @@ impl Watch {
             .stderr(log)
             .process_group(0)
             .spawn()
-            .expect("start `cargo lambda watch` (is cargo-lambda installed? `make test` installs it)");
+            .expect(
+                "start `cargo lambda watch` (is cargo-lambda installed? `make test` installs it)",
+            );
         let mut watch = Watch {
             child,
             port,
@@ -205,7 +217,12 @@ async fn create_tables(endpoint: &str, tickets: &str, mappings: &str) {
         .expect("create the test tables");
 }
 
-async fn post_connect(client: &reqwest::Client, watch: &Watch, token: &str, timestamp: u128) -> (u16, Value) {
+async fn post_connect(
+    client: &reqwest::Client,
+    watch: &Watch,
+    token: &str,
+    timestamp: u128,
+) -> (u16, Value) {
     let url = watch.url(&format!(
         "/dataphin/bpms/check/connect?accessToken={token}&timestamp={timestamp}"
     ));

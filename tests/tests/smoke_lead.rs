@@ -13,7 +13,9 @@ async fn fixture_01_goes_to_dingtalk_and_approval_reaches_dataphin() {
     let t = b.ticket(&id).await;
     let instance = t.instance_id.clone().unwrap();
     b.push_pending_dingtalk_events().await;
-    b.dingtalk.act(&instance, "dt-bob", true, "ok for reporting").unwrap();
+    b.dingtalk
+        .act(&instance, "dt-bob", true, "ok for reporting")
+        .unwrap();
     b.push_pending_dingtalk_events().await;
     let t = b.ticket(&id).await;
     assert_eq!(t.status, models::TicketStatus::Approved);

@@ -6,6 +6,7 @@
 //! - `bridge validate-rules <file>`: validates a rules document (SPEC 6) exactly as `PUT /rules`
 //!   does, for CI and before deploys.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use models::rules::{RulesDocument, RulesError};
@@ -36,6 +37,7 @@ enum CliError {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

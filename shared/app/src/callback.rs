@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crypto::MessageCrypto;
-use models::ticket::{ApprovalEvent, Outcome, Verdict};
+use models::ticket::{ApprovalEvent, Outcome, Ticket, Verdict};
 use serde_json::{json, Value};
 
 use crate::config::DingTalkSettings;
@@ -87,7 +87,13 @@ async fn handle_dingtalk_event(app: &App, event_type: &str, e: &Value) -> AppRes
     });
     let ticket = tickets::load(app, &ticket_id).await?;
     let event = match (event_type, kind.as_str(), result.as_str()) {
-        ("bpms_task_change", _, "redirect") => Some(ApprovalEvent::TaskHandedOver { node_id: None, backend_user_id: staff, to: None, delegated: false, remark, at }),
+        ("bpms_task_change", _, "redirect") => {
+            let to = match redirect_target(app, &ticket, &instance, text(e, "taskId").as_deref(), &staff).await {
+                Some(user) => Some(person_for_backend_id(app, &ticket.tenant_id, &user).await?),
+                None => None,
+            };
+            Some(ApprovalEvent::TaskHandedOver { node_id: None, backend_user_id: staff, to, delegated: false, remark, at })
+        }
         ("bpms_task_change", "finish", "agree") => Some(ApprovalEvent::TaskDecided { node_id: None, backend_user_id: staff, verdict: Verdict::Agree, remark, at }),
         ("bpms_task_change", "finish", "refuse") => Some(ApprovalEvent::TaskDecided { node_id: None, backend_user_id: staff, verdict: Verdict::Refuse, remark, at }),
         ("bpms_task_change", "start", _) => {
@@ -103,6 +109,38 @@ async fn handle_dingtalk_event(app: &App, event_type: &str, e: &Value) -> AppRes
         return Ok(());
     };
     fold(app, &ticket_id, Some(&event_id), &[event]).await
+}
+
+/// Who received a redirected task. DingTalk's redirect event names only the approver handing over
+/// (the new approver's task start is a separate event that may come before, after, or never), so
+/// the instance is read: the open task in the same activity held by someone not yet on the node.
+/// `None` when DingTalk cannot say now; the new approver's task start then completes the handover.
+async fn redirect_target(app: &App, ticket: &Ticket, instance: &str, task_id: Option<&str>, from: &str) -> Option<String> {
+    let crate::backend::Backend::DingTalk { client, .. } = &app.backend else {
+        return None;
+    };
+    let detail = match client.get_instance(instance).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(instance_id = instance, error = %e, "redirect target unknown: instance read failed");
+            return None;
+        }
+    };
+    let node = ticket
+        .nodes
+        .iter()
+        .find(|n| n.is_open() && n.approvers.iter().any(|a| a.person.backend_user_id == from));
+    let on_node = |user: &str| node.is_some_and(|n| n.approvers.iter().any(|a| a.person.backend_user_id == user));
+    let activity = task_id
+        .and_then(|id| detail.tasks.iter().find(|t| t.task_id.as_deref() == Some(id)))
+        .and_then(|t| t.activity_id.clone());
+    detail
+        .open_tasks()
+        .filter(|t| activity.is_none() || t.activity_id == activity)
+        .filter_map(|t| t.user_id.as_deref())
+        .filter(|u| *u != from && !on_node(u))
+        .last()
+        .map(str::to_string)
 }
 
 /// Folds events into a ticket (retrying against concurrent writers) and reports the change.

@@ -30,35 +30,75 @@ fn target(app: &App) -> CallbackTarget {
     }
 }
 
+/// How long one sender holds a ticket's delivery: well beyond the Dataphin client's total timeout,
+/// so a live sender never loses it, and short enough that a crashed one does not hold it for long.
+const LEASE_MS: i64 = 30_000;
+
+/// How many versions one sender delivers back to back before leaving the rest to the dispatcher.
+const MAX_ROUNDS: usize = 64;
+
+/// What one call to [`deliver`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Dataphin acknowledged the latest version.
+    Acknowledged,
+    /// Nothing was due.
+    NothingDue,
+    /// Another sender is delivering this ticket right now; it also sends what became due since.
+    InProgress,
+    /// Dataphin did not acknowledge; the result stays due (or failed, after the retry window).
+    Failed,
+}
+
 /// Tries to deliver the ticket's due result now; failures are recorded and left to the dispatcher.
 /// Never fails the caller: the result stays due until Dataphin acknowledges it.
 pub async fn deliver_now(app: &App, id: &str) {
-    if let Err(e) = deliver(app, id).await {
+    if let Err(e) = deliver(app, id, now_ms()).await {
         tracing::warn!(ticket_id = id, error = %e, "delivery not completed; the dispatcher retries");
     }
 }
 
-/// Delivers the latest document if a version is due. Returns whether Dataphin acknowledged.
-pub async fn deliver(app: &App, id: &str) -> AppResult<bool> {
-    let ticket = tickets::load(app, id).await?;
-    if !ticket.delivery.is_due() {
-        return Ok(true);
-    }
-    let document = ticket.dataphin_document(app.config.integration_method);
-    let sent_version = ticket.version;
-    let outcome = app.dataphin.deliver(&target(app), &ticket.tenant_id, &document).await;
-    let now = now_ms();
+/// Delivers the latest document while a version is due, one sender per ticket at a time (a lease
+/// on the ticket): versions reach Dataphin in order and each at most once per attempt. `now` is the
+/// time of the caller (the dispatcher's run time), used for backoff and the retry window.
+pub async fn deliver(app: &App, id: &str, now: i64) -> AppResult<Attempt> {
     let retry_window = app.config.delivery_retry_hours * 3_600_000;
-    let jitter: f64 = rand::thread_rng().gen();
-    let acknowledged = outcome.is_ok();
-    tickets::update(app, id, |t| Ok(record_attempt(t, sent_version, outcome.as_ref().err().map(|e| e.to_string()), now, retry_window, jitter)))
+    let mut result = Attempt::NothingDue;
+    for _ in 0..MAX_ROUNDS {
+        let mut claimed = false;
+        let ticket = tickets::update(app, id, |t| {
+            claimed = t.delivery.is_due() && t.delivery.lease_until.is_none_or(|until| until <= now);
+            if claimed {
+                t.delivery.lease_until = Some(now + LEASE_MS);
+            }
+            Ok(claimed)
+        })
         .await?;
-    Ok(acknowledged)
+        if !claimed {
+            if ticket.delivery.is_due() {
+                result = Attempt::InProgress;
+            }
+            return Ok(result);
+        }
+        let document = ticket.dataphin_document(app.config.integration_method);
+        let sent_version = ticket.version;
+        let outcome = app.dataphin.deliver(&target(app), &ticket.tenant_id, &document).await;
+        let jitter: f64 = rand::thread_rng().gen();
+        let error = outcome.as_ref().err().map(|e| e.to_string());
+        tickets::update(app, id, |t| Ok(record_attempt(t, sent_version, error.clone(), now, retry_window, jitter))).await?;
+        if error.is_some() {
+            return Ok(Attempt::Failed);
+        }
+        // Acknowledged; a version that became due meanwhile is sent in the next round.
+        result = Attempt::Acknowledged;
+    }
+    Ok(result)
 }
 
 /// Folds one delivery attempt into the ticket's delivery state.
 fn record_attempt(t: &mut Ticket, sent_version: u64, error: Option<String>, now: i64, retry_window: i64, jitter: f64) -> bool {
     let d = &mut t.delivery;
+    d.lease_until = None;
     d.last_attempt_at = Some(now);
     match error {
         None => {
@@ -112,12 +152,14 @@ pub async fn redeliver(app: &App, id: &str) -> AppResult<Value> {
         Ok(true)
     })
     .await?;
-    let delivered = deliver(app, id).await?;
+    let attempt = deliver(app, id, now).await?;
     let t = tickets::load(app, id).await?;
-    if !delivered {
+    if attempt == Attempt::Failed {
         return Err(AppError::BackendUnavailable(t.delivery.last_error.unwrap_or_else(|| "Dataphin did not acknowledge".into())));
     }
-    Ok(serde_json::json!({"success": true, "id": t.id, "delivered_version": t.delivery.delivered_version}))
+    // InProgress: a sender already in flight delivers the version made due here as well.
+    Ok(serde_json::json!({"success": true, "id": t.id, "delivered_version": t.delivery.delivered_version,
+                          "in_progress": attempt == Attempt::InProgress}))
 }
 
 #[cfg(test)]

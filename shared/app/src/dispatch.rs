@@ -51,7 +51,7 @@ async fn work_on(app: &App, id: &str, now: i64) -> AppResult<bool> {
     let t = tickets::load(app, id).await?;
     let mut delivered = false;
     if t.delivery.is_due() && t.delivery.next_attempt_at.unwrap_or(0) <= now {
-        delivered = delivery::deliver(app, id).await?;
+        delivered = delivery::deliver(app, id, now).await? == delivery::Attempt::Acknowledged;
     } else {
         // Nothing to do now: rewrite the ticket so its due time is current again.
         tickets::update(app, id, |_| Ok(true)).await?;

@@ -14,6 +14,12 @@ pub struct DataphinUser {
     pub user_name: String,
 }
 
+impl From<&models::submission::UserRef> for DataphinUser {
+    fn from(u: &models::submission::UserRef) -> Self {
+        DataphinUser { user_id: u.user_id.clone(), user_source_id: u.user_source_id.clone(), user_name: u.user_name.clone() }
+    }
+}
+
 /// A resolved user: the person on the ticket and their backend department, if mapped.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -31,6 +37,12 @@ async fn lookup(app: &App, tenant: &str, user: &DataphinUser) -> AppResult<Optio
         }
     }
     Ok(None)
+}
+
+/// The backend department of a user, found the way submit resolves them (by userId, then by
+/// userSourceId), so an applicant mapped only by userSourceId still starts in their department.
+pub async fn department(app: &App, tenant: &str, user: &DataphinUser) -> AppResult<Option<String>> {
+    Ok(lookup(app, tenant, user).await?.and_then(|m| m.backend_dept_id))
 }
 
 /// Resolves every user or fails with `UnmappedUser` naming all the unresolved ones at once.

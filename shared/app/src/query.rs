@@ -79,6 +79,10 @@ pub async fn list(app: &App, q: &HashMap<String, String>) -> AppResult<Value> {
         Some("false") => false,
         Some(_) => return Err(AppError::InvalidField("order_by_desc must be true or false".into())),
     };
+    let next_token = q.get("next_token").filter(|s| !s.is_empty()).cloned();
+    if next_token.as_deref().is_some_and(|t| !store::list::is_valid_cursor(t)) {
+        return Err(AppError::InvalidField("next_token is not a token this list returned".into()));
+    }
     let request = ListRequest {
         tenant_id: q.get("workspace_id").filter(|s| !s.is_empty()).cloned(),
         statuses: statuses.iter().map(|s| s.to_string()).collect(),
@@ -89,7 +93,7 @@ pub async fn list(app: &App, q: &HashMap<String, String>) -> AppResult<Value> {
         descending,
         limit: limit as usize,
         offset: offset as usize,
-        next_token: q.get("next_token").filter(|s| !s.is_empty()).cloned(),
+        next_token,
     };
     if let Some(id) = q.get("approval_id").filter(|s| !s.is_empty()) {
         // One ticket by id: a single read, the other filters applied to it.

@@ -29,7 +29,10 @@ pub async fn current(app: &App) -> AppResult<(RulesDocument, u64)> {
 
 /// Replaces the rules document after validating it; returns the new version.
 pub async fn replace(app: &App, body: &[u8]) -> AppResult<u64> {
-    let doc = RulesDocument::parse(body).map_err(|e| AppError::InvalidField(e.to_string()))?;
+    // Same error codes as every other body: unreadable JSON is `InvalidJson`, a document that
+    // reads but does not validate is `InvalidField` naming the rule and field.
+    let doc = RulesDocument::from_value(&crate::http::parse_json(body)?)
+        .map_err(|e| AppError::InvalidField(e.to_string()))?;
     let text = serde_json::to_string(&doc).map_err(|e| AppError::Internal(e.to_string()))?;
     for _ in 0..5 {
         let expected = app.store.get_rules().await?.map(|s| s.version);
@@ -39,5 +42,7 @@ pub async fn replace(app: &App, body: &[u8]) -> AppResult<u64> {
             Err(e) => return Err(e.into()),
         }
     }
-    Err(AppError::Conflict("rules changed concurrently, try again".into()))
+    Err(AppError::Conflict(
+        "rules changed concurrently, try again".into(),
+    ))
 }

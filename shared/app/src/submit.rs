@@ -129,27 +129,19 @@ async fn build_ticket(app: &App, id: &str, s: &Submission, decision: &Decision, 
     let mut users: Vec<DataphinUser> = s
         .users()
         .into_iter()
-        .map(|u| DataphinUser { user_id: u.user_id.clone(), user_source_id: u.user_source_id.clone(), user_name: u.user_name.clone() })
+        .map(DataphinUser::from)
         .collect();
     let rule_users: Vec<&String> = decision.add_nodes.iter().flat_map(|n| n.users.iter()).collect();
     for u in &rule_users {
         users.push(DataphinUser { user_id: (*u).clone(), user_source_id: String::new(), user_name: String::new() });
     }
     let auto = matches!(decision.kind, DecisionKind::AutoApprove | DecisionKind::AutoReject);
-    // Auto-decided tickets go nowhere, so only the applicant must be known to the backend then.
-    let resolved = if auto {
+    // Auto-decided tickets go to no approver, so their approvers need no mapping; the applicant
+    // still must resolve (SPEC 7), whichever rule decides.
+    if auto {
         users.truncate(1);
-        match mapping::resolve_all(app, &s.tenant_id, &users).await {
-            Ok(r) => r,
-            Err(AppError::UnmappedUser(_)) => vec![mapping::Resolved {
-                person: Person { user_id: users[0].user_id.clone(), user_name: users[0].user_name.clone(), backend_user_id: String::new() },
-                dept_id: None,
-            }],
-            Err(e) => return Err(e),
-        }
-    } else {
-        mapping::resolve_all(app, &s.tenant_id, &users).await?
-    };
+    }
+    let resolved = mapping::resolve_all(app, &s.tenant_id, &users).await?;
     let mut people = resolved.into_iter();
     let applicant = people.next().expect("applicant resolved first");
     let mut nodes: Vec<Node> = Vec::new();
@@ -218,7 +210,7 @@ pub async fn dispatch(app: &App, id: &str, submission: &Submission, now: i64) ->
     let dept = if ticket.applicant.backend_user_id.is_empty() {
         None
     } else {
-        app.store.get_mapping(&ticket.tenant_id, &ticket.applicant.user_id).await?.and_then(|m| m.backend_dept_id)
+        mapping::department(app, &ticket.tenant_id, &DataphinUser::from(&submission.applicant)).await?
     };
     let form = submission.form();
     let content = submission.content.to_value();

@@ -317,6 +317,11 @@ pub struct Delivery {
     /// Given up after the retry window: visible, re-drivable by the ops API.
     #[serde(default)]
     pub failed: bool,
+    /// Until when one sender holds the right to call Dataphin for this ticket. Sends are serialised
+    /// so that Dataphin never sees a version older than one it already has, nor one version twice
+    /// from concurrent senders; a crashed sender's lease simply runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<i64>,
 }
 
 impl Delivery {

@@ -81,6 +81,12 @@ fn encode_cursor(sort: i64, id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{sort}:{id}"))
 }
 
+/// Whether `token` is a `next_token` this module issued (callers refuse others rather than
+/// silently starting over at the first page).
+pub fn is_valid_cursor(token: &str) -> bool {
+    decode_cursor(token).is_some()
+}
+
 fn decode_cursor(token: &str) -> Option<(i64, String)> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
     let text = String::from_utf8(raw).ok()?;
@@ -99,7 +105,9 @@ struct Plan {
     filters: Vec<String>,
     values: HashMap<String, AttributeValue>,
     names: HashMap<String, String>,
-    /// Rows must be re-sorted by end time in memory (proposer partitions are sorted by start).
+    /// Rows must be re-sorted by end time in memory (proposer partitions are sorted by start, and
+    /// the proposer index does not project `end_time`: it is read from the row, unfinished tickets
+    /// are dropped, and the total is counted from the rows read).
     sort_in_memory: bool,
 }
 
@@ -128,9 +136,6 @@ fn plan(r: &ListRequest) -> Plan {
                 }
             }
             filters.push(format!("#st IN ({})", alts.join(", ")));
-        }
-        if r.order == ListOrder::EndTime {
-            filters.push("attribute_exists(end_time)".to_string());
         }
         ("proposer-start-index", "p_pk", vec![p.clone()], "start_time", r.order == ListOrder::EndTime)
     } else {
@@ -174,13 +179,37 @@ fn canonical_of(list_status: &str) -> Vec<&'static str> {
     }
 }
 
+/// Whether a row sorts strictly after the cursor in the requested direction.
+fn after_cursor(hit: &Hit, cursor: Option<&(i64, String)>, descending: bool) -> bool {
+    match cursor {
+        None => true,
+        Some((sort, id)) if descending => (hit.sort, &hit.id) < (*sort, id),
+        Some((sort, id)) => (hit.sort, &hit.id) > (*sort, id),
+    }
+}
+
+/// Whether a partition read must go on: fewer than `want` rows past the cursor, or the last row
+/// read ties with the `want`-th on the sort value (rows with equal sort values come back in no
+/// guaranteed order, so every tie at the boundary is read before the merge orders them by id).
+fn wants_more(hits: &[Hit], want: Option<usize>) -> bool {
+    match want {
+        None => true,
+        Some(w) if hits.len() < w => true,
+        Some(w) => hits.last().map(|h| h.sort) == hits.get(w.saturating_sub(1)).map(|h| h.sort),
+    }
+}
+
 impl Store {
+    /// Reads one partition in index order: the rows past `cursor` (at least `want` of them, when
+    /// given, else all), or with `count_only` just how many rows match.
+    #[allow(clippy::too_many_arguments)]
     async fn query_partition(
         &self,
         plan: &Plan,
         partition: &str,
         range: (Option<i64>, Option<i64>),
         descending: bool,
+        cursor: Option<&(i64, String)>,
         want: Option<usize>,
         count_only: bool,
     ) -> Result<(Vec<Hit>, u64), StoreError> {
@@ -192,7 +221,7 @@ impl Store {
                 (Some(a), Some(b)) => {
                     key.push_str(&format!(" AND {} BETWEEN :ka AND :kb", plan.sort_attr));
                     values.insert(":ka".into(), n(a));
-                    values.insert(":kb".into(), n(b.max(a)));
+                    values.insert(":kb".into(), n(b));
                 }
                 (Some(a), None) => {
                     key.push_str(&format!(" AND {} >= :ka", plan.sort_attr));
@@ -232,13 +261,25 @@ impl Store {
             let out = q.send().await.map_err(StoreError::from_sdk)?;
             count += out.count as u64;
             for it in out.items() {
-                let sort_attr = if plan.sort_in_memory { "end_time" } else { plan.sort_attr };
-                let sort = it.get(sort_attr).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or_default();
-                let row = opt_s(it, "summary").and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
-                hits.push(Hit { sort, id: opt_s(it, "ticket_id").unwrap_or_default(), row });
+                let row: Value = opt_s(it, "summary").and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+                let id = opt_s(it, "ticket_id").unwrap_or_default();
+                if plan.sort_in_memory {
+                    // Every row is read; the caller orders them, and applies the cursor.
+                    if let Some(end) = row.get("end_time").and_then(Value::as_i64) {
+                        hits.push(Hit { sort: end, id, row });
+                    }
+                    continue;
+                }
+                let sort = it.get(plan.sort_attr).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or_default();
+                let hit = Hit { sort, id, row };
+                // Rows at or before the cursor (the key range includes the cursor's sort value)
+                // do not count toward `want`.
+                if after_cursor(&hit, cursor, descending) {
+                    hits.push(hit);
+                }
             }
             match out.last_evaluated_key {
-                Some(k) if want.is_none_or(|w| hits.len() < w) || count_only => start = Some(k),
+                Some(k) if count_only || plan.sort_in_memory || wants_more(&hits, want) => start = Some(k),
                 _ => break,
             }
         }
@@ -247,6 +288,12 @@ impl Store {
 
     /// One page of the ticket list and the total matching the filters.
     pub async fn list_tickets(&self, r: &ListRequest) -> Result<ListPage, StoreError> {
+        if let (Some(from), Some(to)) = (r.start_from, r.start_to) {
+            if from > to {
+                // An empty application-time range matches nothing (and is no valid key condition).
+                return Ok(ListPage { rows: Vec::new(), total: 0, next_token: None });
+            }
+        }
         let plan = plan(r);
         let cursor = r.next_token.as_deref().and_then(decode_cursor);
         let (offset, want) = match cursor {
@@ -254,7 +301,7 @@ impl Store {
             None => (r.offset, r.offset + r.limit + 1),
         };
         // The key range: the application-time range where the index sorts by it, narrowed by the
-        // cursor (inclusive; rows at or before the cursor are dropped after the merge).
+        // cursor (inclusive; rows at or before the cursor are dropped while reading).
         let base = if plan.range_in_key { (r.start_from, r.start_to) } else { (None, None) };
         let mut key_range = base;
         if let (Some((sort, _)), false) = (&cursor, plan.sort_in_memory) {
@@ -264,15 +311,21 @@ impl Store {
                 key_range.0 = Some(key_range.0.map_or(*sort, |a| a.max(*sort)));
             }
         }
+        let key_range_empty = matches!(key_range, (Some(a), Some(b)) if a > b);
         let mut hits = Vec::new();
         let mut total = 0u64;
         for p in &plan.partitions {
-            let fetch_all = plan.sort_in_memory;
-            let (h, _) = self
-                .query_partition(&plan, p, key_range, r.descending, (!fetch_all).then_some(want), false)
-                .await?;
-            hits.extend(h);
-            let (_, c) = self.query_partition(&plan, p, base, r.descending, None, true).await?;
+            if plan.sort_in_memory {
+                let (h, _) = self.query_partition(&plan, p, base, r.descending, None, None, false).await?;
+                total += h.len() as u64;
+                hits.extend(h);
+                continue;
+            }
+            if !key_range_empty {
+                let (h, _) = self.query_partition(&plan, p, key_range, r.descending, cursor.as_ref(), Some(want), false).await?;
+                hits.extend(h);
+            }
+            let (_, c) = self.query_partition(&plan, p, base, r.descending, None, None, true).await?;
             total += c;
         }
         let dir = |a: &Hit, b: &Hit| (a.sort, &a.id).cmp(&(b.sort, &b.id));
@@ -281,9 +334,7 @@ impl Store {
         } else {
             hits.sort_by(dir);
         }
-        if let Some((sort, id)) = &cursor {
-            hits.retain(|h| if r.descending { (h.sort, &h.id) < (*sort, id) } else { (h.sort, &h.id) > (*sort, id) });
-        }
+        hits.retain(|h| after_cursor(h, cursor.as_ref(), r.descending));
         let mut page: Vec<Hit> = hits.into_iter().skip(offset).collect();
         let more = page.len() > r.limit;
         page.truncate(r.limit);

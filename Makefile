@@ -1,0 +1,11 @@
+# The two commands of the README. Both install what they need on first use (cargo-lambda,
+# dynalite, and for `make test` the pinned Python tools in .venv) and are safe to re-run.
+.PHONY: dev test
+
+# The bridge on http://127.0.0.1:9000 with a local DynamoDB (dynalite); Ctrl-C stops it.
+dev:
+	bash infra/scripts/dev.sh
+
+# Formatting, clippy, every test (with its own dynalite), rules sample, cfn-lint, sam validate.
+test:
+	bash infra/scripts/test.sh

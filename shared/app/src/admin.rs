@@ -98,8 +98,12 @@ pub async fn list_mappings(app: &App, q: &std::collections::HashMap<String, Stri
         None => 50,
         Some(l) => l.parse::<i32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| AppError::InvalidField("limit must be 1..1000".into()))?,
     };
-    let tenant = q.get("tenant_id").or_else(|| q.get("workspace_id")).map(String::as_str);
-    let page = app.store.list_mappings(tenant, limit, q.get("next_token").map(String::as_str)).await?;
+    let tenant = q.get("tenant_id").or_else(|| q.get("workspace_id")).map(String::as_str).filter(|t| !t.is_empty());
+    let next_token = q.get("next_token").map(String::as_str).filter(|t| !t.is_empty());
+    if next_token.is_some_and(|t| !store::mappings::is_valid_mapping_token(t, tenant)) {
+        return Err(AppError::InvalidField("next_token is not a token this list returned".into()));
+    }
+    let page = app.store.list_mappings(tenant, limit, next_token).await?;
     Ok(json!({"mappings": page.mappings.iter().map(mapping_json).collect::<Vec<_>>(), "next_token": page.next_token}))
 }
 
@@ -114,7 +118,7 @@ pub enum Import {
 pub fn parse_import(content_type: &str, body: &[u8]) -> AppResult<Import> {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    if content_type.starts_with("text/csv") {
+    if content_type.trim().to_ascii_lowercase().starts_with("text/csv") {
         let text = std::str::from_utf8(body).map_err(|_| AppError::InvalidField("body is not UTF-8 text".into()))?;
         let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or_else(|| AppError::InvalidField("CSV is empty: the header line is required".into()))?;

@@ -20,38 +20,63 @@ fn first<'a>(q: &'a HashMap<String, String>, keys: &[&str]) -> Option<&'a str> {
 }
 
 fn dingtalk_crypto(s: &DingTalkSettings) -> AppResult<MessageCrypto> {
-    MessageCrypto::new(s.callback_token.expose(), s.callback_aes_key.expose(), &s.owner_key)
-        .map_err(|e| AppError::Internal(format!("DingTalk callback key: {e}")))
+    MessageCrypto::new(
+        s.callback_token.expose(),
+        s.callback_aes_key.expose(),
+        &s.owner_key,
+    )
+    .map_err(|e| AppError::Internal(format!("DingTalk callback key: {e}")))
 }
 
 /// `POST /callback/dingtalk`: verify, decrypt, fold, and answer with the encrypted `success`.
 pub async fn dingtalk(app: &App, query: &HashMap<String, String>, body: &[u8]) -> AppResult<Value> {
     let settings = match &app.backend {
         crate::backend::Backend::DingTalk { settings, .. } => settings,
-        _ => return Err(AppError::NotFound("the DingTalk backend is not configured".into())),
+        _ => {
+            return Err(AppError::NotFound(
+                "the DingTalk backend is not configured".into(),
+            ))
+        }
     };
-    let signature = first(query, &["signature", "msg_signature"]).ok_or_else(|| AppError::InvalidField("signature is missing".into()))?;
-    let timestamp = first(query, &["timestamp", "timeStamp"]).ok_or_else(|| AppError::InvalidField("timestamp is missing".into()))?;
-    let nonce = first(query, &["nonce"]).ok_or_else(|| AppError::InvalidField("nonce is missing".into()))?;
+    let signature = first(query, &["signature", "msg_signature"])
+        .ok_or_else(|| AppError::InvalidField("signature is missing".into()))?;
+    let timestamp = first(query, &["timestamp", "timeStamp"])
+        .ok_or_else(|| AppError::InvalidField("timestamp is missing".into()))?;
+    let nonce = first(query, &["nonce"])
+        .ok_or_else(|| AppError::InvalidField("nonce is missing".into()))?;
     if body.len() > MAX_EVENT_BODY {
         return Err(AppError::PayloadTooLarge(MAX_EVENT_BODY));
     }
-    let envelope: Value = serde_json::from_slice(body).map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))?;
-    let encrypt = envelope.get("encrypt").and_then(Value::as_str).ok_or_else(|| AppError::InvalidField("encrypt is missing".into()))?;
+    let envelope: Value = serde_json::from_slice(body)
+        .map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))?;
+    let encrypt = envelope
+        .get("encrypt")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::InvalidField("encrypt is missing".into()))?;
     let crypto = dingtalk_crypto(settings)?;
-    let plaintext = crypto.open(signature, timestamp, nonce, encrypt).map_err(|e| match e {
-        crypto::CryptoError::BadSignature => AppError::InvalidAccessToken,
-        other => AppError::InvalidField(format!("encrypt: {other}")),
-    })?;
-    let event: Value = serde_json::from_slice(&plaintext).map_err(|e| AppError::InvalidJson(format!("event is not valid JSON: {e}")))?;
-    let event_type = event.get("EventType").and_then(Value::as_str).unwrap_or_default();
+    let plaintext = crypto
+        .open(signature, timestamp, nonce, encrypt)
+        .map_err(|e| match e {
+            crypto::CryptoError::BadSignature => AppError::InvalidAccessToken,
+            other => AppError::InvalidField(format!("encrypt: {other}")),
+        })?;
+    let event: Value = serde_json::from_slice(&plaintext)
+        .map_err(|e| AppError::InvalidJson(format!("event is not valid JSON: {e}")))?;
+    let event_type = event
+        .get("EventType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     tracing::info!(event_type, "DingTalk event");
     match event_type {
-        "bpms_task_change" | "bpms_instance_change" => handle_dingtalk_event(app, event_type, &event).await?,
+        "bpms_task_change" | "bpms_instance_change" => {
+            handle_dingtalk_event(app, event_type, &event).await?
+        }
         _ => {}
     }
     let sealed = crypto.seal_now(b"success");
-    Ok(json!({"msg_signature": sealed.signature, "timeStamp": sealed.timestamp, "nonce": sealed.nonce, "encrypt": sealed.encrypt}))
+    Ok(
+        json!({"msg_signature": sealed.signature, "timeStamp": sealed.timestamp, "nonce": sealed.nonce, "encrypt": sealed.encrypt}),
+    )
 }
 
 fn text(v: &Value, key: &str) -> Option<String> {
@@ -70,7 +95,9 @@ fn millis(v: &Value, keys: &[&str]) -> i64 {
 
 async fn handle_dingtalk_event(app: &App, event_type: &str, e: &Value) -> AppResult<()> {
     let Some(instance) = text(e, "processInstanceId") else {
-        return Err(AppError::InvalidField("processInstanceId is missing".into()));
+        return Err(AppError::InvalidField(
+            "processInstanceId is missing".into(),
+        ));
     };
     let Some(ticket_id) = app.store.ticket_for_instance(&instance).await? else {
         // Not ours (another app's instance on the same subscription): acknowledge and ignore.
@@ -83,26 +110,70 @@ async fn handle_dingtalk_event(app: &App, event_type: &str, e: &Value) -> AppRes
     let remark = text(e, "remark");
     let at = millis(e, &["finishTime", "createTime", "EventTime"]);
     let event_id = text(e, "eventId").unwrap_or_else(|| {
-        format!("{event_type}/{instance}/{}/{kind}/{result}/{staff}", text(e, "taskId").unwrap_or_default())
+        format!(
+            "{event_type}/{instance}/{}/{kind}/{result}/{staff}",
+            text(e, "taskId").unwrap_or_default()
+        )
     });
     let ticket = tickets::load(app, &ticket_id).await?;
     let event = match (event_type, kind.as_str(), result.as_str()) {
         ("bpms_task_change", _, "redirect") => {
-            let to = match redirect_target(app, &ticket, &instance, text(e, "taskId").as_deref(), &staff).await {
+            let to = match redirect_target(
+                app,
+                &ticket,
+                &instance,
+                text(e, "taskId").as_deref(),
+                &staff,
+            )
+            .await
+            {
                 Some(user) => Some(person_for_backend_id(app, &ticket.tenant_id, &user).await?),
                 None => None,
             };
-            Some(ApprovalEvent::TaskHandedOver { node_id: None, backend_user_id: staff, to, delegated: false, remark, at })
+            Some(ApprovalEvent::TaskHandedOver {
+                node_id: None,
+                backend_user_id: staff,
+                to,
+                delegated: false,
+                remark,
+                at,
+            })
         }
-        ("bpms_task_change", "finish", "agree") => Some(ApprovalEvent::TaskDecided { node_id: None, backend_user_id: staff, verdict: Verdict::Agree, remark, at }),
-        ("bpms_task_change", "finish", "refuse") => Some(ApprovalEvent::TaskDecided { node_id: None, backend_user_id: staff, verdict: Verdict::Refuse, remark, at }),
+        ("bpms_task_change", "finish", "agree") => Some(ApprovalEvent::TaskDecided {
+            node_id: None,
+            backend_user_id: staff,
+            verdict: Verdict::Agree,
+            remark,
+            at,
+        }),
+        ("bpms_task_change", "finish", "refuse") => Some(ApprovalEvent::TaskDecided {
+            node_id: None,
+            backend_user_id: staff,
+            verdict: Verdict::Refuse,
+            remark,
+            at,
+        }),
         ("bpms_task_change", "start", _) => {
             let person = person_for_backend_id(app, &ticket.tenant_id, &staff).await?;
-            Some(ApprovalEvent::TaskStarted { backend_user_id: staff, person: Some(person), at })
+            Some(ApprovalEvent::TaskStarted {
+                backend_user_id: staff,
+                person: Some(person),
+                at,
+            })
         }
-        ("bpms_instance_change", "finish", "agree") => Some(ApprovalEvent::InstanceFinished { verdict: Verdict::Agree, remark, at }),
-        ("bpms_instance_change", "finish", "refuse") => Some(ApprovalEvent::InstanceFinished { verdict: Verdict::Refuse, remark, at }),
-        ("bpms_instance_change", "terminate" | "delete", _) => Some(ApprovalEvent::InstanceTerminated { remark, at }),
+        ("bpms_instance_change", "finish", "agree") => Some(ApprovalEvent::InstanceFinished {
+            verdict: Verdict::Agree,
+            remark,
+            at,
+        }),
+        ("bpms_instance_change", "finish", "refuse") => Some(ApprovalEvent::InstanceFinished {
+            verdict: Verdict::Refuse,
+            remark,
+            at,
+        }),
+        ("bpms_instance_change", "terminate" | "delete", _) => {
+            Some(ApprovalEvent::InstanceTerminated { remark, at })
+        }
         _ => None,
     };
     let Some(event) = event else {
@@ -115,7 +186,13 @@ async fn handle_dingtalk_event(app: &App, event_type: &str, e: &Value) -> AppRes
 /// (the new approver's task start is a separate event that may come before, after, or never), so
 /// the instance is read: the open task in the same activity held by someone not yet on the node.
 /// `None` when DingTalk cannot say now; the new approver's task start then completes the handover.
-async fn redirect_target(app: &App, ticket: &Ticket, instance: &str, task_id: Option<&str>, from: &str) -> Option<String> {
+async fn redirect_target(
+    app: &App,
+    ticket: &Ticket,
+    instance: &str,
+    task_id: Option<&str>,
+    from: &str,
+) -> Option<String> {
     let crate::backend::Backend::DingTalk { client, .. } = &app.backend else {
         return None;
     };
@@ -130,9 +207,16 @@ async fn redirect_target(app: &App, ticket: &Ticket, instance: &str, task_id: Op
         .nodes
         .iter()
         .find(|n| n.is_open() && n.approvers.iter().any(|a| a.person.backend_user_id == from));
-    let on_node = |user: &str| node.is_some_and(|n| n.approvers.iter().any(|a| a.person.backend_user_id == user));
+    let on_node = |user: &str| {
+        node.is_some_and(|n| n.approvers.iter().any(|a| a.person.backend_user_id == user))
+    };
     let activity = task_id
-        .and_then(|id| detail.tasks.iter().find(|t| t.task_id.as_deref() == Some(id)))
+        .and_then(|id| {
+            detail
+                .tasks
+                .iter()
+                .find(|t| t.task_id.as_deref() == Some(id))
+        })
         .and_then(|t| t.activity_id.clone());
     detail
         .open_tasks()
@@ -144,13 +228,24 @@ async fn redirect_target(app: &App, ticket: &Ticket, instance: &str, task_id: Op
 }
 
 /// Folds events into a ticket (retrying against concurrent writers) and reports the change.
-pub async fn fold(app: &App, ticket_id: &str, event_id: Option<&str>, events: &[ApprovalEvent]) -> AppResult<()> {
+pub async fn fold(
+    app: &App,
+    ticket_id: &str,
+    event_id: Option<&str>,
+    events: &[ApprovalEvent],
+) -> AppResult<()> {
     let method = app.config.integration_method;
     let mut changed = false;
     tickets::update(app, ticket_id, |t| {
         changed = false;
         for (i, ev) in events.iter().enumerate() {
-            let id = event_id.map(|e| if i == 0 { e.to_string() } else { format!("{e}#{i}") });
+            let id = event_id.map(|e| {
+                if i == 0 {
+                    e.to_string()
+                } else {
+                    format!("{e}#{i}")
+                }
+            });
             let outcome = t.apply(id.as_deref(), ev, method);
             changed |= outcome == Outcome::Changed;
         }
@@ -164,9 +259,16 @@ pub async fn fold(app: &App, ticket_id: &str, event_id: Option<&str>, events: &[
 }
 
 /// `POST /callback/webhook`: HMAC and skew checked before the body is read.
-pub async fn webhook_event(app: &App, headers: &lambda_http::http::HeaderMap, body: &[u8], now: i64) -> AppResult<Value> {
+pub async fn webhook_event(
+    app: &App,
+    headers: &lambda_http::http::HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> AppResult<Value> {
     let Some(settings) = &app.config.webhook else {
-        return Err(AppError::NotFound("the webhook backend is not configured".into()));
+        return Err(AppError::NotFound(
+            "the webhook backend is not configured".into(),
+        ));
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     crypto::verify_webhook(
@@ -178,12 +280,17 @@ pub async fn webhook_event(app: &App, headers: &lambda_http::http::HeaderMap, bo
         app.config.timestamp_skew_secs,
     )
     .map_err(|e| match e {
-        crypto::CryptoError::StaleTimestamp | crypto::CryptoError::BadTimestamp => AppError::StaleTimestamp,
+        crypto::CryptoError::StaleTimestamp | crypto::CryptoError::BadTimestamp => {
+            AppError::StaleTimestamp
+        }
         _ => AppError::InvalidAccessToken,
     })?;
-    let e: Value = serde_json::from_slice(body).map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))?;
-    let event_id = text(&e, "event_id").ok_or_else(|| AppError::InvalidField("event_id is missing".into()))?;
-    let instance = text(&e, "instance_id").ok_or_else(|| AppError::InvalidField("instance_id is missing".into()))?;
+    let e: Value = serde_json::from_slice(body)
+        .map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))?;
+    let event_id =
+        text(&e, "event_id").ok_or_else(|| AppError::InvalidField("event_id is missing".into()))?;
+    let instance = text(&e, "instance_id")
+        .ok_or_else(|| AppError::InvalidField("instance_id is missing".into()))?;
     let ticket_id = app
         .store
         .ticket_for_instance(&instance)
@@ -197,22 +304,64 @@ pub async fn webhook_event(app: &App, headers: &lambda_http::http::HeaderMap, bo
     let reason = text(&operator, "reason");
     let mut events = Vec::new();
     match text(&e, "node_status").as_deref() {
-        Some("APPROVED") => events.push(ApprovalEvent::TaskDecided { node_id: node_id.clone(), backend_user_id: operator_id, verdict: Verdict::Agree, remark: reason.clone(), at }),
-        Some("REJECTED") => events.push(ApprovalEvent::TaskDecided { node_id: node_id.clone(), backend_user_id: operator_id, verdict: Verdict::Refuse, remark: reason.clone(), at }),
+        Some("APPROVED") => events.push(ApprovalEvent::TaskDecided {
+            node_id: node_id.clone(),
+            backend_user_id: operator_id,
+            verdict: Verdict::Agree,
+            remark: reason.clone(),
+            at,
+        }),
+        Some("REJECTED") => events.push(ApprovalEvent::TaskDecided {
+            node_id: node_id.clone(),
+            backend_user_id: operator_id,
+            verdict: Verdict::Refuse,
+            remark: reason.clone(),
+            at,
+        }),
         Some(s @ ("DELEGATED" | "TRANSFERRED")) => {
-            let to_id = text(&e, "to_user").ok_or_else(|| AppError::InvalidField(format!("to_user is required for {s}")))?;
+            let to_id = text(&e, "to_user")
+                .ok_or_else(|| AppError::InvalidField(format!("to_user is required for {s}")))?;
             let to = person_for_backend_id(app, &ticket.tenant_id, &to_id).await?;
-            events.push(ApprovalEvent::TaskHandedOver { node_id: node_id.clone(), backend_user_id: operator_id, to: Some(to), delegated: s == "DELEGATED", remark: reason.clone(), at });
+            events.push(ApprovalEvent::TaskHandedOver {
+                node_id: node_id.clone(),
+                backend_user_id: operator_id,
+                to: Some(to),
+                delegated: s == "DELEGATED",
+                remark: reason.clone(),
+                at,
+            });
         }
         Some("PENDING") | None => {}
-        Some(other) => return Err(AppError::InvalidField(format!("node_status {other} is not one of PENDING, APPROVED, REJECTED, DELEGATED, TRANSFERRED"))),
+        Some(other) => {
+            return Err(AppError::InvalidField(format!(
+            "node_status {other} is not one of PENDING, APPROVED, REJECTED, DELEGATED, TRANSFERRED"
+        )))
+        }
     }
     match text(&e, "final_status").as_deref() {
-        Some("APPROVED") => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Agree, remark: reason, at }),
-        Some("REJECTED") => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Refuse, remark: reason, at }),
+        Some("APPROVED") => events.push(ApprovalEvent::InstanceFinished {
+            verdict: Verdict::Agree,
+            remark: reason,
+            at,
+        }),
+        Some("REJECTED") => events.push(ApprovalEvent::InstanceFinished {
+            verdict: Verdict::Refuse,
+            remark: reason,
+            at,
+        }),
         None => {}
-        Some(other) => return Err(AppError::InvalidField(format!("final_status {other} is not APPROVED or REJECTED"))),
+        Some(other) => {
+            return Err(AppError::InvalidField(format!(
+                "final_status {other} is not APPROVED or REJECTED"
+            )))
+        }
     }
-    fold(app, &ticket_id, Some(&format!("webhook/{event_id}")), &events).await?;
+    fold(
+        app,
+        &ticket_id,
+        Some(&format!("webhook/{event_id}")),
+        &events,
+    )
+    .await?;
     Ok(json!({"success": true}))
 }

@@ -67,7 +67,8 @@ pub async fn deliver(app: &App, id: &str, now: i64) -> AppResult<Attempt> {
     for _ in 0..MAX_ROUNDS {
         let mut claimed = false;
         let ticket = tickets::update(app, id, |t| {
-            claimed = t.delivery.is_due() && t.delivery.lease_until.is_none_or(|until| until <= now);
+            claimed =
+                t.delivery.is_due() && t.delivery.lease_until.is_none_or(|until| until <= now);
             if claimed {
                 t.delivery.lease_until = Some(now + LEASE_MS);
             }
@@ -82,10 +83,23 @@ pub async fn deliver(app: &App, id: &str, now: i64) -> AppResult<Attempt> {
         }
         let document = ticket.dataphin_document(app.config.integration_method);
         let sent_version = ticket.version;
-        let outcome = app.dataphin.deliver(&target(app), &ticket.tenant_id, &document).await;
+        let outcome = app
+            .dataphin
+            .deliver(&target(app), &ticket.tenant_id, &document)
+            .await;
         let jitter: f64 = rand::thread_rng().gen();
         let error = outcome.as_ref().err().map(|e| e.to_string());
-        tickets::update(app, id, |t| Ok(record_attempt(t, sent_version, error.clone(), now, retry_window, jitter))).await?;
+        tickets::update(app, id, |t| {
+            Ok(record_attempt(
+                t,
+                sent_version,
+                error.clone(),
+                now,
+                retry_window,
+                jitter,
+            ))
+        })
+        .await?;
         if error.is_some() {
             return Ok(Attempt::Failed);
         }
@@ -96,7 +110,14 @@ pub async fn deliver(app: &App, id: &str, now: i64) -> AppResult<Attempt> {
 }
 
 /// Folds one delivery attempt into the ticket's delivery state.
-fn record_attempt(t: &mut Ticket, sent_version: u64, error: Option<String>, now: i64, retry_window: i64, jitter: f64) -> bool {
+fn record_attempt(
+    t: &mut Ticket,
+    sent_version: u64,
+    error: Option<String>,
+    now: i64,
+    retry_window: i64,
+    jitter: f64,
+) -> bool {
     let d = &mut t.delivery;
     d.lease_until = None;
     d.last_attempt_at = Some(now);
@@ -115,7 +136,12 @@ fn record_attempt(t: &mut Ticket, sent_version: u64, error: Option<String>, now:
                 d.next_attempt_at = None;
                 d.due_since = None;
             }
-            t.record(now, "delivery", format!("Dataphin acknowledged version {sent_version}"), Value::Null);
+            t.record(
+                now,
+                "delivery",
+                format!("Dataphin acknowledged version {sent_version}"),
+                Value::Null,
+            );
         }
         Some(err) => {
             d.attempts += 1;
@@ -124,10 +150,23 @@ fn record_attempt(t: &mut Ticket, sent_version: u64, error: Option<String>, now:
             if now - since >= retry_window {
                 d.failed = true;
                 d.next_attempt_at = None;
-                t.record(now, "delivery", format!("delivery failed for good after {} attempts: {err}", t.delivery.attempts), Value::Null);
+                t.record(
+                    now,
+                    "delivery",
+                    format!(
+                        "delivery failed for good after {} attempts: {err}",
+                        t.delivery.attempts
+                    ),
+                    Value::Null,
+                );
             } else {
                 d.next_attempt_at = Some(now + backoff_ms(d.attempts, jitter));
-                t.record(now, "delivery", format!("delivery attempt {} failed: {err}", t.delivery.attempts), Value::Null);
+                t.record(
+                    now,
+                    "delivery",
+                    format!("delivery attempt {} failed: {err}", t.delivery.attempts),
+                    Value::Null,
+                );
             }
         }
     }
@@ -148,23 +187,107 @@ pub async fn redeliver(app: &App, id: &str) -> AppResult<Value> {
         t.delivery.attempts = 0;
         t.delivery.due_since = Some(now);
         t.delivery.next_attempt_at = Some(now);
-        t.record(now, "delivery", format!("re-delivery of version {v} requested"), Value::Null);
+        t.record(
+            now,
+            "delivery",
+            format!("re-delivery of version {v} requested"),
+            Value::Null,
+        );
         Ok(true)
     })
     .await?;
     let attempt = deliver(app, id, now).await?;
     let t = tickets::load(app, id).await?;
     if attempt == Attempt::Failed {
-        return Err(AppError::BackendUnavailable(t.delivery.last_error.unwrap_or_else(|| "Dataphin did not acknowledge".into())));
+        return Err(AppError::BackendUnavailable(
+            t.delivery
+                .last_error
+                .unwrap_or_else(|| "Dataphin did not acknowledge".into()),
+        ));
     }
     // InProgress: a sender already in flight delivers the version made due here as well.
-    Ok(serde_json::json!({"success": true, "id": t.id, "delivered_version": t.delivery.delivered_version,
-                          "in_progress": attempt == Attempt::InProgress}))
+    Ok(
+        serde_json::json!({"success": true, "id": t.id, "delivered_version": t.delivery.delivered_version,
+                          "in_progress": attempt == Attempt::InProgress}),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::backoff_ms;
+    use super::{backoff_ms, record_attempt};
+    use models::ticket::Ticket;
+
+    /// A ticket with version 3 due since t=1000 and a sender holding the lease.
+    fn due_ticket() -> Ticket {
+        let mut t: Ticket = serde_json::from_value(serde_json::json!({
+            "id": "t1", "tenant_id": "300073302", "apply_id": "a1", "title": "t", "submission_type": "AUTH",
+            "reason_for_request": "r", "applicant": {"user_id": "u", "user_name": "U"}, "status": "APPROVED",
+            "created_at": 1000, "expire_at": 9_000_000_000i64, "version": 3, "revision": 1, "nodes": [],
+            "last_event_at": 1000
+        }))
+        .unwrap();
+        t.mark_due(3);
+        t.delivery.lease_until = Some(31_000);
+        t
+    }
+
+    #[test]
+    fn an_acknowledged_attempt_clears_error_backoff_and_lease() {
+        let mut t = due_ticket();
+        record_attempt(&mut t, 3, Some("503".into()), 2_000, 10_000_000, 0.0);
+        assert_eq!(t.delivery.attempts, 1);
+        assert_eq!(t.delivery.next_attempt_at, Some(12_000));
+        assert_eq!(t.delivery.lease_until, None);
+        t.delivery.lease_until = Some(40_000);
+        record_attempt(&mut t, 3, None, 13_000, 10_000_000, 0.0);
+        assert!(!t.delivery.is_due());
+        assert_eq!(t.delivery.delivered_version, 3);
+        assert_eq!(
+            (
+                t.delivery.attempts,
+                t.delivery.last_error.clone(),
+                t.delivery.lease_until
+            ),
+            (0, None, None)
+        );
+    }
+
+    #[test]
+    fn a_version_that_became_due_in_flight_stays_due() {
+        let mut t = due_ticket();
+        t.version = 4;
+        t.mark_due(4);
+        record_attempt(&mut t, 3, None, 2_000, 10_000_000, 0.0);
+        assert_eq!(t.delivery.delivered_version, 3);
+        assert!(t.delivery.is_due());
+        assert_eq!(t.delivery.next_attempt_at, Some(2_000));
+    }
+
+    #[test]
+    fn failures_past_the_retry_window_give_up_visibly() {
+        let mut t = due_ticket();
+        record_attempt(
+            &mut t,
+            3,
+            Some("timeout".into()),
+            1_000 + 5_000,
+            10_000,
+            0.0,
+        );
+        assert!(t.delivery.is_due() && !t.delivery.failed);
+        record_attempt(
+            &mut t,
+            3,
+            Some("timeout".into()),
+            1_000 + 10_000,
+            10_000,
+            0.0,
+        );
+        assert!(t.delivery.failed);
+        assert!(!t.delivery.is_due());
+        assert_eq!(t.delivery.next_attempt_at, None);
+        assert_eq!(t.delivery.attempts, 2);
+    }
 
     #[test]
     fn backoff_grows_exponentially_is_capped_and_jittered() {

@@ -18,7 +18,10 @@ pub struct RunReport {
 /// One dispatcher run at `now`.
 pub async fn run(app: &App, now: i64) -> AppResult<RunReport> {
     let ids = app.store.due_ticket_ids(now, BATCH).await?;
-    let mut report = RunReport { due: ids.len(), ..Default::default() };
+    let mut report = RunReport {
+        due: ids.len(),
+        ..Default::default()
+    };
     for id in ids {
         match work_on(app, &id, now).await {
             Ok(delivered) => report.delivered += usize::from(delivered),
@@ -28,7 +31,12 @@ pub async fn run(app: &App, now: i64) -> AppResult<RunReport> {
             }
         }
     }
-    tracing::info!(due = report.due, delivered = report.delivered, failed = report.failed, "dispatcher run");
+    tracing::info!(
+        due = report.due,
+        delivered = report.delivered,
+        failed = report.failed,
+        "dispatcher run"
+    );
     Ok(report)
 }
 
@@ -45,7 +53,10 @@ async fn work_on(app: &App, id: &str, now: i64) -> AppResult<bool> {
         }
     }
     let t = tickets::load(app, id).await?;
-    if t.backend_cancel.as_ref().is_some_and(|c| !c.done && c.next_attempt_at <= now) {
+    if t.backend_cancel
+        .as_ref()
+        .is_some_and(|c| !c.done && c.next_attempt_at <= now)
+    {
         withdraw::retry_cancel(app, id, now).await?;
     }
     let t = tickets::load(app, id).await?;

@@ -16,7 +16,11 @@ pub struct DataphinUser {
 
 impl From<&models::submission::UserRef> for DataphinUser {
     fn from(u: &models::submission::UserRef) -> Self {
-        DataphinUser { user_id: u.user_id.clone(), user_source_id: u.user_source_id.clone(), user_name: u.user_name.clone() }
+        DataphinUser {
+            user_id: u.user_id.clone(),
+            user_source_id: u.user_source_id.clone(),
+            user_name: u.user_name.clone(),
+        }
     }
 }
 
@@ -32,7 +36,11 @@ async fn lookup(app: &App, tenant: &str, user: &DataphinUser) -> AppResult<Optio
         return Ok(Some(m));
     }
     if !user.user_source_id.is_empty() {
-        if let Some(m) = app.store.mapping_by_source_id(tenant, &user.user_source_id).await? {
+        if let Some(m) = app
+            .store
+            .mapping_by_source_id(tenant, &user.user_source_id)
+            .await?
+        {
             return Ok(Some(m));
         }
     }
@@ -42,11 +50,17 @@ async fn lookup(app: &App, tenant: &str, user: &DataphinUser) -> AppResult<Optio
 /// The backend department of a user, found the way submit resolves them (by userId, then by
 /// userSourceId), so an applicant mapped only by userSourceId still starts in their department.
 pub async fn department(app: &App, tenant: &str, user: &DataphinUser) -> AppResult<Option<String>> {
-    Ok(lookup(app, tenant, user).await?.and_then(|m| m.backend_dept_id))
+    Ok(lookup(app, tenant, user)
+        .await?
+        .and_then(|m| m.backend_dept_id))
 }
 
 /// Resolves every user or fails with `UnmappedUser` naming all the unresolved ones at once.
-pub async fn resolve_all(app: &App, tenant: &str, users: &[DataphinUser]) -> AppResult<Vec<Resolved>> {
+pub async fn resolve_all(
+    app: &App,
+    tenant: &str,
+    users: &[DataphinUser],
+) -> AppResult<Vec<Resolved>> {
     let mut resolved = Vec::with_capacity(users.len());
     let mut unresolved: Vec<String> = Vec::new();
     for user in users {
@@ -55,12 +69,18 @@ pub async fn resolve_all(app: &App, tenant: &str, users: &[DataphinUser]) -> App
             Some(m) => Some(Resolved {
                 person: Person {
                     user_id: user.user_id.clone(),
-                    user_name: if user.user_name.is_empty() { m.user_name.clone() } else { user.user_name.clone() },
+                    user_name: if user.user_name.is_empty() {
+                        m.user_name.clone()
+                    } else {
+                        user.user_name.clone()
+                    },
                     backend_user_id: m.backend_user_id,
                 },
                 dept_id: m.backend_dept_id,
             }),
-            None if app.config.mapping_fallback == MappingFallback::SourceId && !user.user_source_id.is_empty() => {
+            None if app.config.mapping_fallback == MappingFallback::SourceId
+                && !user.user_source_id.is_empty() =>
+            {
                 Some(Resolved {
                     person: Person {
                         user_id: user.user_id.clone(),
@@ -94,17 +114,27 @@ pub async fn resolve_all(app: &App, tenant: &str, users: &[DataphinUser]) -> App
 }
 
 /// The Dataphin user behind a backend user id (callbacks); unknown ids stay as they are.
-pub async fn person_for_backend_id(app: &App, tenant: &str, backend_user_id: &str) -> AppResult<Person> {
-    Ok(match app.store.mapping_by_backend_id(tenant, backend_user_id).await? {
-        Some(m) => Person {
-            user_id: m.user_id,
-            user_name: m.user_name,
-            backend_user_id: backend_user_id.to_string(),
+pub async fn person_for_backend_id(
+    app: &App,
+    tenant: &str,
+    backend_user_id: &str,
+) -> AppResult<Person> {
+    Ok(
+        match app
+            .store
+            .mapping_by_backend_id(tenant, backend_user_id)
+            .await?
+        {
+            Some(m) => Person {
+                user_id: m.user_id,
+                user_name: m.user_name,
+                backend_user_id: backend_user_id.to_string(),
+            },
+            None => Person {
+                user_id: backend_user_id.to_string(),
+                user_name: backend_user_id.to_string(),
+                backend_user_id: backend_user_id.to_string(),
+            },
         },
-        None => Person {
-            user_id: backend_user_id.to_string(),
-            user_name: backend_user_id.to_string(),
-            backend_user_id: backend_user_id.to_string(),
-        },
-    })
+    )
 }

@@ -14,10 +14,18 @@ use crate::{tickets, views, App, AppError, AppResult};
 /// `GET /dataphin/bpms/processinstance/get`: the document the callback carries.
 pub async fn dataphin_get(app: &App, q: &HashMap<String, String>, now: i64) -> AppResult<Value> {
     check_access_token(&app.config, q, now)?;
-    let id = match (q.get("processInstanceId"), q.get("tenantId"), q.get("applyId")) {
+    let id = match (
+        q.get("processInstanceId"),
+        q.get("tenantId"),
+        q.get("applyId"),
+    ) {
         (Some(id), _, _) if !id.is_empty() => id.clone(),
         (_, Some(t), Some(a)) if !t.is_empty() && !a.is_empty() => tickets::ticket_id(t, a),
-        _ => return Err(AppError::InvalidField("tenantId and applyId (or processInstanceId) are required".into())),
+        _ => {
+            return Err(AppError::InvalidField(
+                "tenantId and applyId (or processInstanceId) are required".into(),
+            ))
+        }
     };
     let t = tickets::load(app, &id).await?;
     if let Some(tenant) = q.get("tenantId") {
@@ -32,8 +40,16 @@ pub async fn dataphin_get(app: &App, q: &HashMap<String, String>, now: i64) -> A
 
 /// `GET /approvals/{id}`.
 pub async fn detail(app: &App, id: &str) -> AppResult<Value> {
-    let stored = app.store.get_ticket(id, true).await?.ok_or_else(|| AppError::NotFound(format!("approval {id} not found")))?;
-    let (content, form) = match stored.submission.as_deref().map(|s| Submission::parse(s.as_bytes())) {
+    let stored = app
+        .store
+        .get_ticket(id, true)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("approval {id} not found")))?;
+    let (content, form) = match stored
+        .submission
+        .as_deref()
+        .map(|s| Submission::parse(s.as_bytes()))
+    {
         Some(Ok(s)) => (s.content.to_value(), json!(s.form())),
         _ => (Value::Null, json!([])),
     };
@@ -43,7 +59,10 @@ pub async fn detail(app: &App, id: &str) -> AppResult<Value> {
 fn param_i64(q: &HashMap<String, String>, key: &str) -> AppResult<Option<i64>> {
     q.get(key)
         .filter(|v| !v.is_empty())
-        .map(|v| v.parse::<i64>().map_err(|_| AppError::InvalidField(format!("{key} must be an integer"))))
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| AppError::InvalidField(format!("{key} must be an integer")))
+        })
         .transpose()
 }
 
@@ -51,7 +70,9 @@ fn param_i64(q: &HashMap<String, String>, key: &str) -> AppResult<Option<i64>> {
 pub async fn list(app: &App, q: &HashMap<String, String>) -> AppResult<Value> {
     let limit = param_i64(q, "limit")?.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(AppError::InvalidField("limit must be between 1 and 100".into()));
+        return Err(AppError::InvalidField(
+            "limit must be between 1 and 100".into(),
+        ));
     }
     let offset = param_i64(q, "offset")?.unwrap_or(0);
     if offset < 0 {
@@ -61,7 +82,9 @@ pub async fn list(app: &App, q: &HashMap<String, String>) -> AppResult<Value> {
     if let Some(list) = q.get("status_list").filter(|s| !s.is_empty()) {
         for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let canon = TicketStatus::from_list_status(s).ok_or_else(|| {
-                AppError::InvalidField(format!("status_list: {s} is not one of WAITING_APPROVE, APPROVED, REJECT, REVOKE"))
+                AppError::InvalidField(format!(
+                    "status_list: {s} is not one of WAITING_APPROVE, APPROVED, REJECT, REVOKE"
+                ))
             })?;
             let list_status = canon[0].list_status();
             if !statuses.contains(&list_status) {
@@ -72,16 +95,29 @@ pub async fn list(app: &App, q: &HashMap<String, String>) -> AppResult<Value> {
     let order = match q.get("order_by").map(String::as_str) {
         None | Some("") | Some("START_TIME") => ListOrder::StartTime,
         Some("END_TIME") => ListOrder::EndTime,
-        Some(other) => return Err(AppError::InvalidField(format!("order_by: {other} is not START_TIME or END_TIME"))),
+        Some(other) => {
+            return Err(AppError::InvalidField(format!(
+                "order_by: {other} is not START_TIME or END_TIME"
+            )))
+        }
     };
     let descending = match q.get("order_by_desc").map(String::as_str) {
         None | Some("") | Some("true") => true,
         Some("false") => false,
-        Some(_) => return Err(AppError::InvalidField("order_by_desc must be true or false".into())),
+        Some(_) => {
+            return Err(AppError::InvalidField(
+                "order_by_desc must be true or false".into(),
+            ))
+        }
     };
     let next_token = q.get("next_token").filter(|s| !s.is_empty()).cloned();
-    if next_token.as_deref().is_some_and(|t| !store::list::is_valid_cursor(t)) {
-        return Err(AppError::InvalidField("next_token is not a token this list returned".into()));
+    if next_token
+        .as_deref()
+        .is_some_and(|t| !store::list::is_valid_cursor(t))
+    {
+        return Err(AppError::InvalidField(
+            "next_token is not a token this list returned".into(),
+        ));
     }
     let request = ListRequest {
         tenant_id: q.get("workspace_id").filter(|s| !s.is_empty()).cloned(),
@@ -103,7 +139,9 @@ pub async fn list(app: &App, q: &HashMap<String, String>) -> AppResult<Value> {
         };
         let rows: Vec<Value> = row.into_iter().filter(|r| request.matches(r)).collect();
         let total = rows.len();
-        return Ok(json!({"approvals": rows.into_iter().skip(request.offset).collect::<Vec<_>>(), "total": total, "next_token": null}));
+        return Ok(
+            json!({"approvals": rows.into_iter().skip(request.offset).collect::<Vec<_>>(), "total": total, "next_token": null}),
+        );
     }
     let page = app.store.list_tickets(&request).await?;
     Ok(json!({"approvals": page.rows, "total": page.total, "next_token": page.next_token}))

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use models::rules::{Decision, DecisionKind};
 use models::submission::Submission;
-use models::ticket::{ApproverState, Delivery, Dispatch, Node, NodeOrigin, Person, RuleProvenance, Ticket};
+use models::ticket::{
+    ApproverState, Delivery, Dispatch, Node, NodeOrigin, Person, RuleProvenance, Ticket,
+};
 use models::{DispatchStatus, NodeStatus, Relation, TicketStatus};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -52,7 +54,12 @@ pub fn body_hash(value: &Value) -> String {
 
 /// Create: checks run before anything is stored or sent; the ticket id derives from
 /// (tenantId, applyId) so the conditional create is the idempotency check.
-pub async fn create(app: &App, query: &HashMap<String, String>, body: &[u8], now: i64) -> AppResult<Value> {
+pub async fn create(
+    app: &App,
+    query: &HashMap<String, String>,
+    body: &[u8],
+    now: i64,
+) -> AppResult<Value> {
     check_access_token(&app.config, query, now)?;
     let submission = Submission::parse(body)?;
     let id = ticket_id(&submission.tenant_id, &submission.apply_id);
@@ -72,14 +79,26 @@ pub async fn create(app: &App, query: &HashMap<String, String>, body: &[u8], now
         }
         let summary = views::list_row(&ticket);
         let due = tickets::next_due(app, &ticket);
-        match app.store.create_ticket(&ticket, &summary, &raw, &hash, due).await? {
+        match app
+            .store
+            .create_ticket(&ticket, &summary, &raw, &hash, due)
+            .await?
+        {
             store::CreateOutcome::Exists => {
-                let existing = app.store.get_ticket(&id, false).await?.ok_or_else(|| AppError::Internal("ticket vanished".into()))?;
+                let existing = app
+                    .store
+                    .get_ticket(&id, false)
+                    .await?
+                    .ok_or_else(|| AppError::Internal("ticket vanished".into()))?;
                 return resume(app, existing.ticket, &existing.body_hash, &hash, now).await;
             }
             store::CreateOutcome::Created => {}
         }
-        tracing::info!(status = ticket.status.as_str(), decision = decision.kind.as_str(), "ticket created");
+        tracing::info!(
+            status = ticket.status.as_str(),
+            decision = decision.kind.as_str(),
+            "ticket created"
+        );
         if ticket.status.is_final() {
             delivery::deliver_now(app, &ticket.id).await;
             return Ok(reply(&ticket));
@@ -93,7 +112,13 @@ pub async fn create(app: &App, query: &HashMap<String, String>, body: &[u8], now
 
 /// A repeated create: the same body gets the first reply (retrying a failed dispatch first);
 /// another body under the same applyId is a conflict.
-async fn resume(app: &App, ticket: Ticket, stored_hash: &str, hash: &str, now: i64) -> AppResult<Value> {
+async fn resume(
+    app: &App,
+    ticket: Ticket,
+    stored_hash: &str,
+    hash: &str,
+    now: i64,
+) -> AppResult<Value> {
     if stored_hash != hash {
         return Err(AppError::Conflict(format!(
             "applyId {} of tenant {} was submitted before with a different body",
@@ -106,7 +131,11 @@ async fn resume(app: &App, ticket: Ticket, stored_hash: &str, hash: &str, now: i
     if !needs_dispatch {
         return Ok(reply(&ticket));
     }
-    let stored = app.store.get_ticket(&ticket.id, true).await?.ok_or_else(|| AppError::Internal("ticket vanished".into()))?;
+    let stored = app
+        .store
+        .get_ticket(&ticket.id, true)
+        .await?
+        .ok_or_else(|| AppError::Internal("ticket vanished".into()))?;
     let submission = Submission::parse(stored.submission.unwrap_or_default().as_bytes())?;
     // Claim the lease so that concurrent repeats do not all call the backend.
     let mut claimed = false;
@@ -125,17 +154,30 @@ async fn resume(app: &App, ticket: Ticket, stored_hash: &str, hash: &str, now: i
     Ok(reply(&t))
 }
 
-async fn build_ticket(app: &App, id: &str, s: &Submission, decision: &Decision, now: i64) -> AppResult<Ticket> {
-    let mut users: Vec<DataphinUser> = s
-        .users()
-        .into_iter()
-        .map(DataphinUser::from)
+async fn build_ticket(
+    app: &App,
+    id: &str,
+    s: &Submission,
+    decision: &Decision,
+    now: i64,
+) -> AppResult<Ticket> {
+    let mut users: Vec<DataphinUser> = s.users().into_iter().map(DataphinUser::from).collect();
+    let rule_users: Vec<&String> = decision
+        .add_nodes
+        .iter()
+        .flat_map(|n| n.users.iter())
         .collect();
-    let rule_users: Vec<&String> = decision.add_nodes.iter().flat_map(|n| n.users.iter()).collect();
     for u in &rule_users {
-        users.push(DataphinUser { user_id: (*u).clone(), user_source_id: String::new(), user_name: String::new() });
+        users.push(DataphinUser {
+            user_id: (*u).clone(),
+            user_source_id: String::new(),
+            user_name: String::new(),
+        });
     }
-    let auto = matches!(decision.kind, DecisionKind::AutoApprove | DecisionKind::AutoReject);
+    let auto = matches!(
+        decision.kind,
+        DecisionKind::AutoApprove | DecisionKind::AutoReject
+    );
     // Auto-decided tickets go to no approver, so their approvers need no mapping; the applicant
     // still must resolve (SPEC 7), whichever rule decides.
     if auto {
@@ -149,15 +191,38 @@ async fn build_ticket(app: &App, id: &str, s: &Submission, decision: &Decision, 
         nodes.push(rule_node(decision, now));
     } else {
         for (i, n) in s.approve_nodes.iter().enumerate() {
-            let persons: Vec<Person> = n.users.iter().map(|_| people.next().expect("approver resolved").person).collect();
+            let persons: Vec<Person> = n
+                .users
+                .iter()
+                .map(|_| people.next().expect("approver resolved").person)
+                .collect();
             let name = format!("Approval {}", i + 1);
-            nodes.push(Node::new(i as u32 + 1, name, n.relation, NodeOrigin::Submission, persons));
+            nodes.push(Node::new(
+                i as u32 + 1,
+                name,
+                n.relation,
+                NodeOrigin::Submission,
+                persons,
+            ));
         }
         for extra in &decision.add_nodes {
             let order = nodes.len() as u32 + 1;
-            let persons: Vec<Person> = extra.users.iter().map(|_| people.next().expect("rule approver resolved").person).collect();
-            let name = extra.name.clone().unwrap_or_else(|| format!("Approval {order}"));
-            nodes.push(Node::new(order, name, extra.relation, NodeOrigin::Rule, persons));
+            let persons: Vec<Person> = extra
+                .users
+                .iter()
+                .map(|_| people.next().expect("rule approver resolved").person)
+                .collect();
+            let name = extra
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("Approval {order}"));
+            nodes.push(Node::new(
+                order,
+                name,
+                extra.relation,
+                NodeOrigin::Rule,
+                persons,
+            ));
         }
     }
     let reason_for_request = request_reason(s);
@@ -184,7 +249,10 @@ async fn build_ticket(app: &App, id: &str, s: &Submission, decision: &Decision, 
             facts: decision.facts.clone(),
             reason: decision.reason.clone(),
         }),
-        process_code: decision.process_code.clone().or_else(|| app.backend.default_process_code()),
+        process_code: decision
+            .process_code
+            .clone()
+            .or_else(|| app.backend.default_process_code()),
         backend: (!auto).then(|| app.backend.kind().as_str().to_string()),
         instance_id: None,
         dispatch: None,
@@ -196,10 +264,20 @@ async fn build_ticket(app: &App, id: &str, s: &Submission, decision: &Decision, 
         seen_events: Vec::new(),
         history: Vec::new(),
     };
-    ticket.record(now, "submitted", format!("submitted by {}", ticket.applicant.user_name), json!({"apply_id": s.apply_id}));
+    ticket.record(
+        now,
+        "submitted",
+        format!("submitted by {}", ticket.applicant.user_name),
+        json!({"apply_id": s.apply_id}),
+    );
     ticket.record(now, "rules", decision.reason.clone(), json!({"decision": decision.kind.as_str(), "rule_id": decision.rule_id, "rules_version": decision.rules_version}));
     if let Some(status) = decision.final_status() {
-        ticket.finish(status, Some(decision.reason.clone()), now, app.config.integration_method);
+        ticket.finish(
+            status,
+            Some(decision.reason.clone()),
+            now,
+            app.config.integration_method,
+        );
     }
     Ok(ticket)
 }
@@ -210,21 +288,42 @@ pub async fn dispatch(app: &App, id: &str, submission: &Submission, now: i64) ->
     let dept = if ticket.applicant.backend_user_id.is_empty() {
         None
     } else {
-        mapping::department(app, &ticket.tenant_id, &DataphinUser::from(&submission.applicant)).await?
+        mapping::department(
+            app,
+            &ticket.tenant_id,
+            &DataphinUser::from(&submission.applicant),
+        )
+        .await?
     };
     let form = submission.form();
     let content = submission.content.to_value();
-    let result = app.backend.create(&ticket, dept.as_deref(), &form, &content).await;
+    let result = app
+        .backend
+        .create(&ticket, dept.as_deref(), &form, &content)
+        .await;
     match result {
         Ok(instance_id) => {
             app.store.link_instance(&instance_id, id).await?;
             let t = tickets::update(app, id, |t| {
                 let attempts = t.dispatch.as_ref().map_or(0, |d| d.attempts) + 1;
-                t.dispatch = Some(Dispatch { status: DispatchStatus::Forwarded, error: None, attempts, at: now });
+                t.dispatch = Some(Dispatch {
+                    status: DispatchStatus::Forwarded,
+                    error: None,
+                    attempts,
+                    at: now,
+                });
                 t.instance_id = Some(instance_id.clone());
                 t.dispatch_lease_until = None;
                 t.last_event_at = now;
-                t.record(now, "dispatch", format!("forwarded to {} as {instance_id}", app.backend.kind().as_str()), Value::Null);
+                t.record(
+                    now,
+                    "dispatch",
+                    format!(
+                        "forwarded to {} as {instance_id}",
+                        app.backend.kind().as_str()
+                    ),
+                    Value::Null,
+                );
                 Ok(true)
             })
             .await?;
@@ -235,9 +334,19 @@ pub async fn dispatch(app: &App, id: &str, submission: &Submission, now: i64) ->
             tracing::warn!(error = %e, "backend refused or unreachable");
             tickets::update(app, id, |t| {
                 let attempts = t.dispatch.as_ref().map_or(0, |d| d.attempts) + 1;
-                t.dispatch = Some(Dispatch { status: DispatchStatus::Failed, error: Some(e.message.clone()), attempts, at: now });
+                t.dispatch = Some(Dispatch {
+                    status: DispatchStatus::Failed,
+                    error: Some(e.message.clone()),
+                    attempts,
+                    at: now,
+                });
                 t.dispatch_lease_until = None;
-                t.record(now, "dispatch", format!("forwarding failed: {}", e.message), Value::Null);
+                t.record(
+                    now,
+                    "dispatch",
+                    format!("forwarding failed: {}", e.message),
+                    Value::Null,
+                );
                 Ok(true)
             })
             .await?;
@@ -254,7 +363,12 @@ fn request_reason(s: &Submission) -> String {
     }
     ["reason", "applyReason", "approvalReason", "description"]
         .iter()
-        .find_map(|k| content.get(*k).and_then(Value::as_str).filter(|v| !v.is_empty()))
+        .find_map(|k| {
+            content
+                .get(*k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+        })
         .unwrap_or_default()
         .to_string()
 }
@@ -268,7 +382,13 @@ fn rule_node(decision: &Decision, now: i64) -> Node {
         user_name: format!("rule {rule} (rules v{})", decision.rules_version),
         backend_user_id: String::new(),
     };
-    let mut node = Node::new(1, "Auto-approval rules".into(), Relation::Or, NodeOrigin::Rule, vec![operator]);
+    let mut node = Node::new(
+        1,
+        "Auto-approval rules".into(),
+        Relation::Or,
+        NodeOrigin::Rule,
+        vec![operator],
+    );
     let (node_status, approver_state) = match decision.kind {
         DecisionKind::AutoApprove => (NodeStatus::Approved, ApproverState::Approved),
         _ => (NodeStatus::Rejected, ApproverState::Rejected),

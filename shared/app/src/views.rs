@@ -1,7 +1,6 @@
 //! What the ops API shows of a ticket: seed 001's list row and seed 002's detail.
 
 use models::ticket::{ApproverState, Ticket};
-use models::TicketStatus;
 use serde_json::{json, Value};
 
 /// Seed 001's `PermissionApprovalOpenapiDTO` fields, where they apply. Stored with the ticket so the
@@ -48,7 +47,9 @@ pub fn detail(t: &Ticket, content: Value, form: Value) -> Value {
                 "operate_comment": last_operator.and_then(|a| a.reason.clone()).or_else(|| n.reason.clone()),
                 "audit_user_id_list": n.approvers.iter().filter(|a| a.state != ApproverState::HandedOver)
                     .map(|a| a.person.user_id.clone()).collect::<Vec<_>>(),
-                "workflow_ins_code": if t.status == TicketStatus::Withdrawn && n.is_open() { "CANCEL" } else { n.status.workflow_ins_code() },
+                // A node still open when the ticket ended ends with it (CANCEL when withdrawn,
+                // REJECT when rejected elsewhere or expired), never AUDITING.
+                "workflow_ins_code": if t.status.is_final() && n.is_open() { t.status.workflow_ins_code() } else { n.status.workflow_ins_code() },
                 "display": n.display(),
             })
         })
@@ -61,7 +62,10 @@ pub fn detail(t: &Ticket, content: Value, form: Value) -> Value {
     let d = &t.delivery;
     let obj = row.as_object_mut().expect("list row is an object");
     obj.insert("tenant_id".into(), json!(t.tenant_id));
-    obj.insert("workflow_ins_code".into(), json!(t.status.workflow_ins_code()));
+    obj.insert(
+        "workflow_ins_code".into(),
+        json!(t.status.workflow_ins_code()),
+    );
     obj.insert("canonical_status".into(), json!(t.status.as_str()));
     obj.insert("version".into(), json!(t.version));
     obj.insert("workflow_nodes".into(), json!(workflow_nodes));

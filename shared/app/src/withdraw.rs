@@ -16,7 +16,10 @@ const CANCEL_RETRY_MS: i64 = 20_000;
 
 fn check_reason(reason: &str) -> AppResult<()> {
     if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(AppError::InvalidField(format!("reason is {} characters; at most {MAX_REASON_CHARS} are allowed", reason.chars().count())));
+        return Err(AppError::InvalidField(format!(
+            "reason is {} characters; at most {MAX_REASON_CHARS} are allowed",
+            reason.chars().count()
+        )));
     }
     Ok(())
 }
@@ -24,19 +27,34 @@ fn check_reason(reason: &str) -> AppResult<()> {
 fn field<'a>(body: &'a Value, key: &str) -> AppResult<&'a str> {
     match body.get(key) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(AppError::InvalidField(format!("{key} is required"))),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(AppError::InvalidField(format!("{key} is required")))
+        }
         Some(_) => Err(AppError::InvalidField(format!("{key} must be a string"))),
     }
 }
 
 /// `POST /dataphin/bpms/processinstance/terminate`.
-pub async fn terminate(app: &App, query: &HashMap<String, String>, body: &[u8], now: i64) -> AppResult<Value> {
+pub async fn terminate(
+    app: &App,
+    query: &HashMap<String, String>,
+    body: &[u8],
+    now: i64,
+) -> AppResult<Value> {
     check_access_token(&app.config, query, now)?;
     let body = crate::http::parse_json(body)?;
     let tenant = field(&body, "tenantId")?;
     let apply = field(&body, "applyId")?;
-    let operator = body.get("operatorUserId").and_then(Value::as_str).unwrap_or_default().to_string();
-    let reason = body.get("reason").and_then(Value::as_str).unwrap_or_default().to_string();
+    let operator = body
+        .get("operatorUserId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let reason = body
+        .get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     check_reason(&reason)?;
     let id = tickets::ticket_id(tenant, apply);
     let t = withdraw(app, &id, &reason, &operator, false, now).await?;
@@ -45,39 +63,78 @@ pub async fn terminate(app: &App, query: &HashMap<String, String>, body: &[u8], 
 
 /// `POST /approvals/{id}/withdraw` body `{"reason", "operator", "force"}`.
 pub async fn ops_withdraw(app: &App, id: &str, body: &[u8], now: i64) -> AppResult<Value> {
-    let body = if body.is_empty() { json!({}) } else { crate::http::parse_json(body)? };
-    let reason = body.get("reason").and_then(Value::as_str).unwrap_or_default().to_string();
+    let body = if body.is_empty() {
+        json!({})
+    } else {
+        crate::http::parse_json(body)?
+    };
+    let reason = body
+        .get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     check_reason(&reason)?;
-    let operator = body.get("operator").and_then(Value::as_str).unwrap_or("ops").to_string();
+    let operator = body
+        .get("operator")
+        .and_then(Value::as_str)
+        .unwrap_or("ops")
+        .to_string();
     let force = match body.get("force") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(AppError::InvalidField("force must be a boolean".into())),
     };
     let t = withdraw(app, id, &reason, &operator, force, now).await?;
-    Ok(json!({"id": t.id, "status": t.status.list_status(), "canonical_status": t.status.as_str(),
-              "backend_cancelled": t.backend_cancel.as_ref().is_none_or(|c| c.done)}))
+    Ok(
+        json!({"id": t.id, "status": t.status.list_status(), "canonical_status": t.status.as_str(),
+              "backend_cancelled": t.backend_cancel.as_ref().is_none_or(|c| c.done)}),
+    )
 }
 
 /// Withdraws a PENDING ticket. Without `force` the backend must confirm the cancellation first;
 /// with `force` the ticket is withdrawn at once and the cancellation is owed (the dispatcher retries).
-pub async fn withdraw(app: &App, id: &str, reason: &str, operator: &str, force: bool, now: i64) -> AppResult<Ticket> {
+pub async fn withdraw(
+    app: &App,
+    id: &str,
+    reason: &str,
+    operator: &str,
+    force: bool,
+    now: i64,
+) -> AppResult<Ticket> {
     let ticket = tickets::load(app, id).await?;
     if ticket.status.is_final() {
-        return Err(AppError::Conflict(format!("ticket {id} is already {}", ticket.status.as_str())));
+        return Err(AppError::Conflict(format!(
+            "ticket {id} is already {}",
+            ticket.status.as_str()
+        )));
     }
-    let remark = if reason.is_empty() { format!("withdrawn by {operator}") } else { reason.to_string() };
+    let remark = if reason.is_empty() {
+        format!("withdrawn by {operator}")
+    } else {
+        reason.to_string()
+    };
     let cancelled = if ticket.instance_id.is_some() {
         match app.backend.terminate(&ticket, &remark).await {
             Ok(()) => Ok(()),
             Err(e) if force => Err(e.message),
             Err(e) => {
                 tickets::update(app, id, |t| {
-                    t.record(now, "withdraw", format!("withdrawal by {operator} refused by the backend: {}", e.message), Value::Null);
+                    t.record(
+                        now,
+                        "withdraw",
+                        format!(
+                            "withdrawal by {operator} refused by the backend: {}",
+                            e.message
+                        ),
+                        Value::Null,
+                    );
                     Ok(true)
                 })
                 .await?;
-                return Err(AppError::BackendUnavailable(format!("the approval system did not cancel the instance: {}", e.message)));
+                return Err(AppError::BackendUnavailable(format!(
+                    "the approval system did not cancel the instance: {}",
+                    e.message
+                )));
             }
         }
     } else {
@@ -89,17 +146,40 @@ pub async fn withdraw(app: &App, id: &str, reason: &str, operator: &str, force: 
             conflict = Some(t.status);
             return Ok(false);
         }
-        let kind = if force { "force-withdrawn" } else { "withdrawn" };
-        t.record(now, "withdraw", format!("{kind} by {operator}: {remark}"), Value::Null);
+        let kind = if force {
+            "force-withdrawn"
+        } else {
+            "withdrawn"
+        };
+        t.record(
+            now,
+            "withdraw",
+            format!("{kind} by {operator}: {remark}"),
+            Value::Null,
+        );
         if let Err(err) = &cancelled {
-            t.backend_cancel = Some(BackendCancel { reason: remark.clone(), attempts: 1, last_error: Some(err.clone()), next_attempt_at: now + CANCEL_RETRY_MS, done: false });
+            t.backend_cancel = Some(BackendCancel {
+                reason: remark.clone(),
+                attempts: 1,
+                last_error: Some(err.clone()),
+                next_attempt_at: now + CANCEL_RETRY_MS,
+                done: false,
+            });
         }
-        t.finish(TicketStatus::Withdrawn, Some(remark.clone()), now, app.config.integration_method);
+        t.finish(
+            TicketStatus::Withdrawn,
+            Some(remark.clone()),
+            now,
+            app.config.integration_method,
+        );
         Ok(true)
     })
     .await?;
     if let Some(status) = conflict {
-        return Err(AppError::Conflict(format!("ticket {id} is already {}", status.as_str())));
+        return Err(AppError::Conflict(format!(
+            "ticket {id} is already {}",
+            status.as_str()
+        )));
     }
     delivery::deliver_now(app, id).await;
     Ok(t)
@@ -112,16 +192,38 @@ pub async fn expire(app: &App, id: &str, now: i64) -> AppResult<()> {
     if ticket.status.is_final() || ticket.expire_at > now {
         return Ok(());
     }
-    let reason = format!("expired: no decision within {} hours", app.config.ticket_timeout_hours);
-    let cancelled = if ticket.instance_id.is_some() { app.backend.terminate(&ticket, &reason).await.map_err(|e| e.message) } else { Ok(()) };
+    let hours = app.config.ticket_timeout_hours;
+    let reason = format!(
+        "expired: no decision within {hours} hour{}",
+        if hours == 1 { "" } else { "s" }
+    );
+    let cancelled = if ticket.instance_id.is_some() {
+        app.backend
+            .terminate(&ticket, &reason)
+            .await
+            .map_err(|e| e.message)
+    } else {
+        Ok(())
+    };
     tickets::update(app, id, |t| {
         if t.status.is_final() {
             return Ok(false);
         }
         if let Err(err) = &cancelled {
-            t.backend_cancel = Some(BackendCancel { reason: reason.clone(), attempts: 1, last_error: Some(err.clone()), next_attempt_at: now + CANCEL_RETRY_MS, done: false });
+            t.backend_cancel = Some(BackendCancel {
+                reason: reason.clone(),
+                attempts: 1,
+                last_error: Some(err.clone()),
+                next_attempt_at: now + CANCEL_RETRY_MS,
+                done: false,
+            });
         }
-        t.finish(TicketStatus::Expired, Some(reason.clone()), now, app.config.integration_method);
+        t.finish(
+            TicketStatus::Expired,
+            Some(reason.clone()),
+            now,
+            app.config.integration_method,
+        );
         Ok(true)
     })
     .await?;
@@ -132,12 +234,18 @@ pub async fn expire(app: &App, id: &str, now: i64) -> AppResult<()> {
 /// Retries an owed backend cancellation (after a forced withdrawal or an expiry).
 pub async fn retry_cancel(app: &App, id: &str, now: i64) -> AppResult<()> {
     let ticket = tickets::load(app, id).await?;
-    let Some(cancel) = ticket.backend_cancel.clone().filter(|c| !c.done && c.next_attempt_at <= now) else {
+    let Some(cancel) = ticket
+        .backend_cancel
+        .clone()
+        .filter(|c| !c.done && c.next_attempt_at <= now)
+    else {
         return Ok(());
     };
     let result = app.backend.terminate(&ticket, &cancel.reason).await;
     tickets::update(app, id, |t| {
-        let Some(c) = t.backend_cancel.as_mut() else { return Ok(false) };
+        let Some(c) = t.backend_cancel.as_mut() else {
+            return Ok(false);
+        };
         c.attempts += 1;
         match &result {
             Ok(()) => {
@@ -147,7 +255,8 @@ pub async fn retry_cancel(app: &App, id: &str, now: i64) -> AppResult<()> {
             }
             Err(e) => {
                 c.last_error = Some(e.message.clone());
-                c.next_attempt_at = now + delivery::backoff_ms(c.attempts, 0.5).max(CANCEL_RETRY_MS);
+                c.next_attempt_at =
+                    now + delivery::backoff_ms(c.attempts, 0.5).max(CANCEL_RETRY_MS);
             }
         }
         Ok(true)

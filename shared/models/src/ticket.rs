@@ -1145,6 +1145,59 @@ mod tests {
     }
 
     #[test]
+    fn redirect_with_a_known_target_is_one_change_whatever_the_order_of_the_start_event() {
+        let node = || {
+            Node::new(
+                1,
+                "Owner".into(),
+                Relation::Or,
+                NodeOrigin::Submission,
+                vec![person("bob")],
+            )
+        };
+        let start = ApprovalEvent::TaskStarted {
+            backend_user_id: "be-erin".into(),
+            person: Some(person("erin")),
+            at: 2_000,
+        };
+        let redirect = ApprovalEvent::TaskHandedOver {
+            node_id: None,
+            backend_user_id: "be-bob".into(),
+            to: Some(person("erin")),
+            delegated: false,
+            remark: None,
+            at: 2_000,
+        };
+        for order in [[&redirect, &start], [&start, &redirect]] {
+            let mut t = ticket(vec![node()]);
+            for ev in order {
+                t.apply(None, ev, ALL);
+            }
+            assert_eq!(t.version, 2, "one visible change");
+            assert_eq!(t.nodes[0].display().result, "Transfer erin");
+            let handlers: Vec<&str> = t
+                .current_handlers()
+                .iter()
+                .map(|p| p.user_name.as_str())
+                .collect();
+            assert_eq!(handlers, vec!["erin"]);
+            assert_eq!(t.delivery.due_version, 2);
+        }
+    }
+
+    #[test]
+    fn stored_deliveries_without_a_lease_still_read() {
+        let d: Delivery = serde_json::from_value(json!({
+            "delivered_version": 1, "due_version": 2, "attempts": 3
+        }))
+        .unwrap();
+        assert_eq!(d.lease_until, None);
+        assert!(d.is_due());
+        let written = serde_json::to_value(&d).unwrap();
+        assert!(written.get("lease_until").is_none());
+    }
+
+    #[test]
     fn pending_or_display_lists_pending_approvers() {
         let n = Node::new(
             1,

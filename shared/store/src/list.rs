@@ -52,14 +52,28 @@ pub struct ListRequest {
 impl ListRequest {
     /// Whether a list row passes every filter (used where a row was read directly).
     pub fn matches(&self, row: &Value) -> bool {
-        let str_of = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-        let start = row.get("start_time").and_then(Value::as_i64).unwrap_or_default();
-        self.tenant_id.as_ref().is_none_or(|t| *t == str_of("workspace_id"))
+        let str_of = |k: &str| {
+            row.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let start = row
+            .get("start_time")
+            .and_then(Value::as_i64)
+            .unwrap_or_default();
+        self.tenant_id
+            .as_ref()
+            .is_none_or(|t| *t == str_of("workspace_id"))
             && (self.statuses.is_empty() || self.statuses.contains(&str_of("status")))
-            && self.proposer_name.as_ref().is_none_or(|p| *p == str_of("proposer_name"))
+            && self
+                .proposer_name
+                .as_ref()
+                .is_none_or(|p| *p == str_of("proposer_name"))
             && self.start_from.is_none_or(|f| start >= f)
             && self.start_to.is_none_or(|t| start <= t)
-            && (self.order == ListOrder::StartTime || row.get("end_time").is_some_and(|v| !v.is_null()))
+            && (self.order == ListOrder::StartTime
+                || row.get("end_time").is_some_and(|v| !v.is_null()))
     }
 }
 
@@ -88,7 +102,9 @@ pub fn is_valid_cursor(token: &str) -> bool {
 }
 
 fn decode_cursor(token: &str) -> Option<(i64, String)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (sort, id) = text.split_once(':')?;
     Some((sort.parse().ok()?, id.to_string()))
@@ -100,15 +116,18 @@ struct Plan {
     key_attr: &'static str,
     partitions: Vec<String>,
     sort_attr: &'static str,
-    /// The range is part of the key condition (sort attribute is start_time).
+    /// The application-time range is part of the key condition (the index sorts by start time).
     range_in_key: bool,
     filters: Vec<String>,
     values: HashMap<String, AttributeValue>,
     names: HashMap<String, String>,
-    /// Rows must be re-sorted by end time in memory (proposer partitions are sorted by start, and
-    /// the proposer index does not project `end_time`: it is read from the row, unfinished tickets
-    /// are dropped, and the total is counted from the rows read).
-    sort_in_memory: bool,
+    /// Rows are read whole and ordered by end time, filtered and counted in memory, because the
+    /// index cannot do it: the proposer index sorts by start time and does not project
+    /// `end_time`, and the end-time indexes do not project `start_time` (a filter on it would
+    /// drop every row). The values come from the row's summary.
+    read_all: bool,
+    /// The application-time range applied in memory (when it is not in the key condition).
+    memory_range: (Option<i64>, Option<i64>),
 }
 
 fn plan(r: &ListRequest) -> Plan {
@@ -120,52 +139,81 @@ fn plan(r: &ListRequest) -> Plan {
     let mut filters = Vec::new();
     let mut values = HashMap::new();
     let mut names = HashMap::new();
-    let (index, key_attr, partitions, sort_attr, sort_in_memory) = if let Some(p) = &r.proposer_name {
-        if let Some(t) = &r.tenant_id {
-            filters.push("tenant_id = :tenant".to_string());
-            values.insert(":tenant".to_string(), s(t));
-        }
-        if !r.statuses.is_empty() {
-            names.insert("#st".to_string(), "status".to_string());
-            let mut alts = Vec::new();
-            for (i, st) in r.statuses.iter().enumerate() {
-                for canon in canonical_of(st) {
-                    let key = format!(":st{i}{canon}");
-                    alts.push(key.clone());
-                    values.insert(key, s(canon));
-                }
+    let (index, key_attr, partitions, sort_attr, proposer_by_end) =
+        if let Some(p) = &r.proposer_name {
+            if let Some(t) = &r.tenant_id {
+                filters.push("tenant_id = :tenant".to_string());
+                values.insert(":tenant".to_string(), s(t));
             }
-            filters.push(format!("#st IN ({})", alts.join(", ")));
-        }
-        ("proposer-start-index", "p_pk", vec![p.clone()], "start_time", r.order == ListOrder::EndTime)
-    } else {
-        let shards = 0..LIST_SHARDS;
-        let (index, key_attr, parts): (&str, &str, Vec<String>) = match &r.tenant_id {
-            Some(t) => (
-                if r.order == ListOrder::StartTime { "tenant-status-start-index" } else { "tenant-status-end-index" },
-                "ts_pk",
-                statuses.iter().flat_map(|st| shards.clone().map(move |sh| format!("{t}#{st}#{sh}"))).collect(),
-            ),
-            None => (
-                if r.order == ListOrder::StartTime { "status-start-index" } else { "status-end-index" },
-                "s_pk",
-                statuses.iter().flat_map(|st| shards.clone().map(move |sh| format!("{st}#{sh}"))).collect(),
-            ),
+            if !r.statuses.is_empty() {
+                names.insert("#st".to_string(), "status".to_string());
+                let mut alts = Vec::new();
+                for (i, st) in r.statuses.iter().enumerate() {
+                    for canon in canonical_of(st) {
+                        let key = format!(":st{i}{canon}");
+                        alts.push(key.clone());
+                        values.insert(key, s(canon));
+                    }
+                }
+                filters.push(format!("#st IN ({})", alts.join(", ")));
+            }
+            (
+                "proposer-start-index",
+                "p_pk",
+                vec![p.clone()],
+                "start_time",
+                r.order == ListOrder::EndTime,
+            )
+        } else {
+            let shards = 0..LIST_SHARDS;
+            let (index, key_attr, parts): (&str, &str, Vec<String>) = match &r.tenant_id {
+                Some(t) => (
+                    if r.order == ListOrder::StartTime {
+                        "tenant-status-start-index"
+                    } else {
+                        "tenant-status-end-index"
+                    },
+                    "ts_pk",
+                    statuses
+                        .iter()
+                        .flat_map(|st| shards.clone().map(move |sh| format!("{t}#{st}#{sh}")))
+                        .collect(),
+                ),
+                None => (
+                    if r.order == ListOrder::StartTime {
+                        "status-start-index"
+                    } else {
+                        "status-end-index"
+                    },
+                    "s_pk",
+                    statuses
+                        .iter()
+                        .flat_map(|st| shards.clone().map(move |sh| format!("{st}#{sh}")))
+                        .collect(),
+                ),
+            };
+            (index, key_attr, parts, r.order.attribute(), false)
         };
-        (index, key_attr, parts, r.order.attribute(), false)
+    // The proposer index sorts by start time whatever the order asked, so its range is a key condition.
+    let range_in_key = sort_attr == "start_time";
+    let memory_range = if range_in_key {
+        (None, None)
+    } else {
+        (r.start_from, r.start_to)
     };
-    let range_in_key = sort_attr == "start_time" && !sort_in_memory;
-    if !range_in_key {
-        if let Some(f) = r.start_from {
-            filters.push("start_time >= :from".to_string());
-            values.insert(":from".to_string(), n(f));
-        }
-        if let Some(t) = r.start_to {
-            filters.push("start_time <= :to".to_string());
-            values.insert(":to".to_string(), n(t));
-        }
+    let read_all = proposer_by_end || memory_range != (None, None);
+    Plan {
+        index,
+        key_attr,
+        partitions,
+        sort_attr,
+        range_in_key,
+        filters,
+        values,
+        names,
+        read_all,
+        memory_range,
     }
-    Plan { index, key_attr, partitions, sort_attr, range_in_key, filters, values, names, sort_in_memory }
 }
 
 /// The canonical stored statuses behind a list status.
@@ -216,23 +264,21 @@ impl Store {
         let mut key = format!("{} = :pk", plan.key_attr);
         let mut values = plan.values.clone();
         values.insert(":pk".into(), s(partition));
-        if !plan.sort_in_memory {
-            match range {
-                (Some(a), Some(b)) => {
-                    key.push_str(&format!(" AND {} BETWEEN :ka AND :kb", plan.sort_attr));
-                    values.insert(":ka".into(), n(a));
-                    values.insert(":kb".into(), n(b));
-                }
-                (Some(a), None) => {
-                    key.push_str(&format!(" AND {} >= :ka", plan.sort_attr));
-                    values.insert(":ka".into(), n(a));
-                }
-                (None, Some(b)) => {
-                    key.push_str(&format!(" AND {} <= :kb", plan.sort_attr));
-                    values.insert(":kb".into(), n(b));
-                }
-                (None, None) => {}
+        match range {
+            (Some(a), Some(b)) => {
+                key.push_str(&format!(" AND {} BETWEEN :ka AND :kb", plan.sort_attr));
+                values.insert(":ka".into(), n(a));
+                values.insert(":kb".into(), n(b));
             }
+            (Some(a), None) => {
+                key.push_str(&format!(" AND {} >= :ka", plan.sort_attr));
+                values.insert(":ka".into(), n(a));
+            }
+            (None, Some(b)) => {
+                key.push_str(&format!(" AND {} <= :kb", plan.sort_attr));
+                values.insert(":kb".into(), n(b));
+            }
+            (None, None) => {}
         }
         let mut hits = Vec::new();
         let mut count = 0u64;
@@ -256,21 +302,38 @@ impl Store {
             if count_only {
                 q = q.select(Select::Count);
             } else if let Some(w) = want {
-                q = q.limit((w as i32).clamp(10, 1000));
+                // One row more than wanted (two past a cursor, whose own row is read again) shows
+                // in the same read whether the boundary row has ties.
+                let page = w + 1 + usize::from(cursor.is_some());
+                q = q.limit(page.clamp(10, 1000) as i32);
             }
             let out = q.send().await.map_err(StoreError::from_sdk)?;
             count += out.count as u64;
             for it in out.items() {
-                let row: Value = opt_s(it, "summary").and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+                let row: Value = opt_s(it, "summary")
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or(Value::Null);
                 let id = opt_s(it, "ticket_id").unwrap_or_default();
-                if plan.sort_in_memory {
-                    // Every row is read; the caller orders them, and applies the cursor.
-                    if let Some(end) = row.get("end_time").and_then(Value::as_i64) {
+                if plan.read_all {
+                    // Every row is read; the caller orders them and applies the cursor.
+                    let start = row
+                        .get("start_time")
+                        .and_then(Value::as_i64)
+                        .unwrap_or_default();
+                    let (from, to) = plan.memory_range;
+                    let in_range = from.is_none_or(|f| start >= f) && to.is_none_or(|t| start <= t);
+                    if let (Some(end), true) =
+                        (row.get("end_time").and_then(Value::as_i64), in_range)
+                    {
                         hits.push(Hit { sort: end, id, row });
                     }
                     continue;
                 }
-                let sort = it.get(plan.sort_attr).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or_default();
+                let sort = it
+                    .get(plan.sort_attr)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default();
                 let hit = Hit { sort, id, row };
                 // Rows at or before the cursor (the key range includes the cursor's sort value)
                 // do not count toward `want`.
@@ -279,7 +342,9 @@ impl Store {
                 }
             }
             match out.last_evaluated_key {
-                Some(k) if count_only || plan.sort_in_memory || wants_more(&hits, want) => start = Some(k),
+                Some(k) if count_only || plan.read_all || wants_more(&hits, want) => {
+                    start = Some(k)
+                }
                 _ => break,
             }
         }
@@ -291,7 +356,11 @@ impl Store {
         if let (Some(from), Some(to)) = (r.start_from, r.start_to) {
             if from > to {
                 // An empty application-time range matches nothing (and is no valid key condition).
-                return Ok(ListPage { rows: Vec::new(), total: 0, next_token: None });
+                return Ok(ListPage {
+                    rows: Vec::new(),
+                    total: 0,
+                    next_token: None,
+                });
             }
         }
         let plan = plan(r);
@@ -302,9 +371,13 @@ impl Store {
         };
         // The key range: the application-time range where the index sorts by it, narrowed by the
         // cursor (inclusive; rows at or before the cursor are dropped while reading).
-        let base = if plan.range_in_key { (r.start_from, r.start_to) } else { (None, None) };
+        let base = if plan.range_in_key {
+            (r.start_from, r.start_to)
+        } else {
+            (None, None)
+        };
         let mut key_range = base;
-        if let (Some((sort, _)), false) = (&cursor, plan.sort_in_memory) {
+        if let (Some((sort, _)), false) = (&cursor, plan.read_all) {
             if r.descending {
                 key_range.1 = Some(key_range.1.map_or(*sort, |b| b.min(*sort)));
             } else {
@@ -315,17 +388,31 @@ impl Store {
         let mut hits = Vec::new();
         let mut total = 0u64;
         for p in &plan.partitions {
-            if plan.sort_in_memory {
-                let (h, _) = self.query_partition(&plan, p, base, r.descending, None, None, false).await?;
+            if plan.read_all {
+                let (h, _) = self
+                    .query_partition(&plan, p, base, r.descending, None, None, false)
+                    .await?;
                 total += h.len() as u64;
                 hits.extend(h);
                 continue;
             }
             if !key_range_empty {
-                let (h, _) = self.query_partition(&plan, p, key_range, r.descending, cursor.as_ref(), Some(want), false).await?;
+                let (h, _) = self
+                    .query_partition(
+                        &plan,
+                        p,
+                        key_range,
+                        r.descending,
+                        cursor.as_ref(),
+                        Some(want),
+                        false,
+                    )
+                    .await?;
                 hits.extend(h);
             }
-            let (_, c) = self.query_partition(&plan, p, base, r.descending, None, None, true).await?;
+            let (_, c) = self
+                .query_partition(&plan, p, base, r.descending, None, None, true)
+                .await?;
             total += c;
         }
         let dir = |a: &Hit, b: &Hit| (a.sort, &a.id).cmp(&(b.sort, &b.id));
@@ -338,7 +425,15 @@ impl Store {
         let mut page: Vec<Hit> = hits.into_iter().skip(offset).collect();
         let more = page.len() > r.limit;
         page.truncate(r.limit);
-        let next_token = if more { page.last().map(|h| encode_cursor(h.sort, &h.id)) } else { None };
-        Ok(ListPage { rows: page.into_iter().map(|h| h.row).collect(), total, next_token })
+        let next_token = if more {
+            page.last().map(|h| encode_cursor(h.sort, &h.id))
+        } else {
+            None
+        };
+        Ok(ListPage {
+            rows: page.into_iter().map(|h| h.row).collect(),
+            total,
+            next_token,
+        })
     }
 }

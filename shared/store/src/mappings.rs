@@ -78,8 +78,25 @@ fn decode_token(token: &str) -> Option<Item> {
     Some(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
+/// Whether `token` is a `next_token` that [`Store::list_mappings`] issued for this listing (a tenant's
+/// or all tenants'). Callers refuse others: DynamoDB would either restart the listing silently or fail.
+pub fn is_valid_mapping_token(token: &str, tenant_id: Option<&str>) -> bool {
+    let Some(key) = decode_token(token) else {
+        return false;
+    };
+    let tenant = key.get("tenant_id").and_then(|v| v.as_s().ok());
+    key.len() == 2
+        && key.get("user_id").is_some_and(|v| v.as_s().is_ok())
+        && tenant.is_some()
+        && tenant_id.is_none_or(|t| tenant.is_some_and(|k| k == t))
+}
+
 impl Store {
-    pub async fn get_mapping(&self, tenant_id: &str, user_id: &str) -> Result<Option<Mapping>, StoreError> {
+    pub async fn get_mapping(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Mapping>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -92,7 +109,12 @@ impl Store {
         out.item.as_ref().map(from_item).transpose()
     }
 
-    async fn mapping_by_index(&self, index: &str, key: &str, value: String) -> Result<Option<Mapping>, StoreError> {
+    async fn mapping_by_index(
+        &self,
+        index: &str,
+        key: &str,
+        value: String,
+    ) -> Result<Option<Mapping>, StoreError> {
         let out = self
             .client
             .query()
@@ -109,15 +131,31 @@ impl Store {
     }
 
     /// Lookup by Dataphin `userSourceId` (the second step of SPEC 7's lookup).
-    pub async fn mapping_by_source_id(&self, tenant_id: &str, source_id: &str) -> Result<Option<Mapping>, StoreError> {
-        self.mapping_by_index("source-index", "source_key", format!("{tenant_id}#{source_id}"))
-            .await
+    pub async fn mapping_by_source_id(
+        &self,
+        tenant_id: &str,
+        source_id: &str,
+    ) -> Result<Option<Mapping>, StoreError> {
+        self.mapping_by_index(
+            "source-index",
+            "source_key",
+            format!("{tenant_id}#{source_id}"),
+        )
+        .await
     }
 
     /// Reverse lookup for callbacks: which Dataphin user a backend user id is.
-    pub async fn mapping_by_backend_id(&self, tenant_id: &str, backend_user_id: &str) -> Result<Option<Mapping>, StoreError> {
-        self.mapping_by_index("backend-index", "backend_key", format!("{tenant_id}#{backend_user_id}"))
-            .await
+    pub async fn mapping_by_backend_id(
+        &self,
+        tenant_id: &str,
+        backend_user_id: &str,
+    ) -> Result<Option<Mapping>, StoreError> {
+        self.mapping_by_index(
+            "backend-index",
+            "backend_key",
+            format!("{tenant_id}#{backend_user_id}"),
+        )
+        .await
     }
 
     pub async fn put_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
@@ -148,7 +186,12 @@ impl Store {
 
     /// One page of mappings: a tenant's (a query) or, without a tenant, every tenant's (a paged scan
     /// of the small mappings table, for the ops UI).
-    pub async fn list_mappings(&self, tenant_id: Option<&str>, limit: i32, next_token: Option<&str>) -> Result<MappingPage, StoreError> {
+    pub async fn list_mappings(
+        &self,
+        tenant_id: Option<&str>,
+        limit: i32,
+        next_token: Option<&str>,
+    ) -> Result<MappingPage, StoreError> {
         let start = next_token.and_then(decode_token);
         let (items, last) = match tenant_id {
             Some(t) => {
@@ -219,7 +262,8 @@ impl Store {
                     if attempt > 10 {
                         return Err(StoreError::Throttled("unprocessed mapping rows".into()));
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(5))).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(5)))
+                        .await;
                 }
             }
         }

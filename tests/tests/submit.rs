@@ -1286,3 +1286,44 @@ async fn concurrent_retries_after_a_failed_forward_create_one_instance() {
     assert_eq!(view["approval_dispatch_status"], "0", "{view}");
     assert_eq!(view["instance_id"], b.dingtalk.instance_ids()[0].as_str());
 }
+
+#[tokio::test]
+async fn long_code_and_long_free_text_are_forwarded() {
+    let b = Bridge::start(Options::default()).await;
+    // 300 KB of free text: accepted, and the ticket keeps a summary of it as its reason.
+    let mut text = parsed(&fixture("17_plain_text_content.json"));
+    text["content"] = json!(format!(
+        "Please review the attached plan. {}",
+        "y".repeat(300 * 1024)
+    ));
+    let (status, reply) = b.create(&serde_json::to_vec(&text).unwrap()).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["processInstanceId"].as_str().unwrap().to_string();
+    let (_, view) = detail(&b, &id).await;
+    let reason = view["approve_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("Please review the attached plan.") && reason.chars().count() <= 1000,
+        "{}",
+        reason.len()
+    );
+
+    // A 250 KB script under code review.
+    let mut code = parsed(&fixture("04_code_review.json"));
+    let mut content: Value = serde_json::from_str(code["content"].as_str().unwrap()).unwrap();
+    content["applyObject"]["codeContent"] = json!(format!(
+        "-- nightly rebuild\n{}",
+        "SELECT 1;\n".repeat(25 * 1024)
+    ));
+    code["content"] = json!(content.to_string());
+    let (status, reply) = b.create(&serde_json::to_vec(&code).unwrap()).await;
+    assert_eq!(status, 200, "{reply}");
+    let creates = b.dingtalk.creates();
+    assert_eq!(creates.len(), 2);
+    for create in &creates {
+        let form = create["formComponentValues"].as_array().unwrap();
+        assert!(form.len() <= 150 && form.iter().all(|f| f["value"].is_string()));
+    }
+    assert!(creates[1]["formComponentValues"]
+        .to_string()
+        .contains("-- nightly rebuild"));
+}

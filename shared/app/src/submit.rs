@@ -355,22 +355,32 @@ pub async fn dispatch(app: &App, id: &str, submission: &Submission, now: i64) ->
     }
 }
 
-/// The applicant's stated reason, wherever the scenario keeps it.
+/// The longest request reason kept on the ticket, in characters.
+const MAX_REASON_CHARS: usize = 1000;
+
+/// The applicant's stated reason, wherever the scenario keeps it. Free text is the reason itself; it
+/// is cut to a summary because the ticket repeats it (list row, start node, Dataphin's document) and
+/// a long text would otherwise push the ticket past DynamoDB's item size.
 fn request_reason(s: &Submission) -> String {
     let content = s.content.to_value();
-    if let Value::String(text) = &content {
-        return text.clone();
+    let reason = match &content {
+        Value::String(text) => text.as_str(),
+        _ => ["reason", "applyReason", "approvalReason", "description"]
+            .iter()
+            .find_map(|k| {
+                content
+                    .get(*k)
+                    .and_then(Value::as_str)
+                    .filter(|v| !v.is_empty())
+            })
+            .unwrap_or_default(),
+    };
+    if reason.chars().count() <= MAX_REASON_CHARS {
+        return reason.to_string();
     }
-    ["reason", "applyReason", "approvalReason", "description"]
-        .iter()
-        .find_map(|k| {
-            content
-                .get(*k)
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-        })
-        .unwrap_or_default()
-        .to_string()
+    let mut cut: String = reason.chars().take(MAX_REASON_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// The one node of an auto-decided ticket: the rule is its operator, the reason names the rule

@@ -1,6 +1,10 @@
 //! The approval backend the bridge forwards tickets to: DingTalk OA or a company BPM (webhook).
 
-use dingtalk::{ActionType, ApproverStep, CreateInstance, DingTalkClient, DingTalkConfig, InstanceOutcome};
+use dingtalk::{
+    ActionType, ApproverStep, CreateInstance, DingTalkClient, DingTalkConfig, InstanceDetail, InstanceOutcome, OperationType,
+    TaskResult, TaskStatus,
+};
+use models::content::calendar;
 use models::render::FormField;
 use models::ticket::{ApprovalEvent, Ticket, Verdict};
 use models::Relation;
@@ -180,24 +184,56 @@ impl Backend {
             retryable: e.is_retryable(),
             message: format!("DingTalk: {e}"),
         })?;
-        let mut events = Vec::new();
-        for task in &detail.tasks {
-            let (Some(user), Some(result)) = (task.user_id.clone(), task.result.as_ref()) else {
-                continue;
-            };
-            let verdict = match result.as_str() {
-                "AGREE" => Verdict::Agree,
-                "REFUSE" => Verdict::Refuse,
-                _ => continue,
-            };
-            events.push(ApprovalEvent::TaskDecided { node_id: None, backend_user_id: user, verdict, remark: None, at: now });
-        }
-        match detail.outcome() {
-            Some(InstanceOutcome::Approved) => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Agree, remark: None, at: now }),
-            Some(InstanceOutcome::Rejected) => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Refuse, remark: None, at: now }),
-            Some(InstanceOutcome::Terminated) => events.push(ApprovalEvent::InstanceTerminated { remark: None, at: now }),
-            None => {}
-        }
-        Ok(events)
+        Ok(events_from_instance(&detail, now))
     }
+}
+
+/// What a DingTalk instance says happened, as events in time order: decisions with their remarks
+/// and times, transfers, the approvers now pending, and the instance's end.
+pub fn events_from_instance(detail: &InstanceDetail, now: i64) -> Vec<ApprovalEvent> {
+    let time = |t: &Option<String>| t.as_deref().and_then(calendar::parse_datetime_ms).unwrap_or(now);
+    let remark_of = |user: &str, activity: &Option<String>| {
+        detail
+            .operation_records
+            .iter()
+            .filter(|r| r.user_id.as_deref() == Some(user) && (activity.is_none() || r.activity_id == *activity))
+            .filter(|r| matches!(r.operation_type, Some(OperationType::ExecuteTaskNormal | OperationType::ExecuteTaskAgent | OperationType::RedirectTask)))
+            .filter_map(|r| r.remark.clone())
+            .next_back()
+    };
+    let mut events: Vec<ApprovalEvent> = Vec::new();
+    for task in &detail.tasks {
+        let Some(user) = task.user_id.clone() else { continue };
+        match task.result.as_ref() {
+            Some(TaskResult::Agree | TaskResult::Refuse) => events.push(ApprovalEvent::TaskDecided {
+                node_id: None,
+                verdict: if task.result == Some(TaskResult::Agree) { Verdict::Agree } else { Verdict::Refuse },
+                remark: remark_of(&user, &task.activity_id),
+                backend_user_id: user,
+                at: time(&task.finish_time),
+            }),
+            Some(TaskResult::Redirected) => events.push(ApprovalEvent::TaskHandedOver {
+                node_id: None,
+                remark: remark_of(&user, &task.activity_id),
+                backend_user_id: user,
+                to: None,
+                delegated: false,
+                at: time(&task.finish_time),
+            }),
+            _ if matches!(task.status, Some(TaskStatus::Running | TaskStatus::New)) => {
+                events.push(ApprovalEvent::TaskStarted { backend_user_id: user, person: None, at: time(&task.create_time) })
+            }
+            _ => {}
+        }
+    }
+    events.sort_by_key(ApprovalEvent::at);
+    let end = time(&detail.finish_time);
+    let closing = detail.operation_records.iter().rev().find_map(|r| r.remark.clone());
+    match detail.outcome() {
+        Some(InstanceOutcome::Approved) => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Agree, remark: None, at: end }),
+        Some(InstanceOutcome::Rejected) => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Refuse, remark: closing, at: end }),
+        Some(InstanceOutcome::Terminated) => events.push(ApprovalEvent::InstanceTerminated { remark: closing, at: end }),
+        None => {}
+    }
+    events
 }

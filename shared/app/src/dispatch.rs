@@ -1,7 +1,10 @@
 //! The scheduled dispatcher: finds due tickets through the sparse due index (never a scan) and
 //! does what each needs: deliver results, cancel backend instances, reconcile, expire.
 
+use models::ticket::ApprovalEvent;
 use serde_json::{json, Value};
+
+use crate::mapping::person_for_backend_id;
 
 use crate::{callback, delivery, tickets, withdraw, App, AppResult};
 
@@ -74,7 +77,13 @@ async fn work_on(app: &App, id: &str, now: i64) -> AppResult<bool> {
 pub async fn reconcile(app: &App, id: &str, now: i64) -> AppResult<()> {
     let t = tickets::load(app, id).await?;
     match app.backend.poll(&t, now).await {
-        Ok(events) if !events.is_empty() => {
+        Ok(mut events) if !events.is_empty() => {
+            // Approvers who joined by a transfer are named as Dataphin users.
+            for ev in &mut events {
+                if let ApprovalEvent::TaskStarted { backend_user_id, person, .. } = ev {
+                    *person = Some(person_for_backend_id(app, &t.tenant_id, backend_user_id).await?);
+                }
+            }
             callback::fold(app, id, None, &events).await?;
         }
         Ok(_) => {}

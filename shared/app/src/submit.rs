@@ -315,6 +315,17 @@ pub async fn dispatch(app: &App, id: &str, submission: &Submission, now: i64) ->
                 t.instance_id = Some(instance_id.clone());
                 t.dispatch_lease_until = None;
                 t.last_event_at = now;
+                if t.status.is_final() && t.backend_cancel.is_none() {
+                    // Withdrawn or expired while the backend was creating: that instance is owed a
+                    // cancellation, or approvers could still act on it.
+                    t.backend_cancel = Some(models::ticket::BackendCancel {
+                        reason: t.reason.clone().unwrap_or_else(|| "withdrawn".into()),
+                        attempts: 0,
+                        last_error: None,
+                        next_attempt_at: now,
+                        done: false,
+                    });
+                }
                 t.record(
                     now,
                     "dispatch",

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::{views, App, AppError, AppResult};
 
 /// How many times a write is retried against concurrent writers before giving up.
-const MAX_ATTEMPTS: u32 = 40;
+const MAX_ATTEMPTS: u32 = 100;
 
 /// When the dispatcher must next look at this ticket, if ever: a due delivery, an owed backend
 /// cancellation, a dispatch that never completed, reconciliation of a quiet PENDING ticket, expiry.

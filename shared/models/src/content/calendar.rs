@@ -18,6 +18,21 @@ pub(crate) fn parse_date(text: &str) -> Option<i64> {
     Some(days_from_civil(year, month, day))
 }
 
+/// Milliseconds since the epoch of a `yyyy-mm-ddTHH:MM[:SS]Z` time (DingTalk's format, UTC).
+pub fn parse_datetime_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let days = parse_date(text)?;
+    let time = text.get(11..)?.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let hours: i64 = parts.next()?.parse().ok()?;
+    let minutes: i64 = parts.next()?.parse().ok()?;
+    let seconds: i64 = parts.next().map_or(Some(0), |s| s.get(..2).unwrap_or(s).parse().ok())?;
+    if hours > 23 || minutes > 59 || seconds > 60 {
+        return None;
+    }
+    Some(((days * 24 + hours) * 60 + minutes) * 60_000 + seconds * 1000)
+}
+
 /// Whole days from `start` to `end` (both `yyyy-mm-dd`); `None` if either is not a date or the
 /// range runs backwards.
 pub(crate) fn days_between(start: &str, end: &str) -> Option<u32> {
@@ -89,6 +104,14 @@ mod tests {
         assert_eq!(days_between("2026-02-30", "2026-03-01"), None);
         assert_eq!(parse_date("2026-12-01 00:00:00"), parse_date("2026-12-01"));
         assert_eq!(parse_date("soon"), None);
+    }
+
+    #[test]
+    fn dingtalk_times_parse_to_millis() {
+        assert_eq!(parse_datetime_ms("1970-01-01T00:01Z"), Some(60_000));
+        assert_eq!(parse_datetime_ms("2022-08-31T11:52Z"), Some(1_661_946_720_000));
+        assert_eq!(parse_datetime_ms("2022-08-31T11:52:30Z"), Some(1_661_946_750_000));
+        assert_eq!(parse_datetime_ms("2022-08-31"), None);
     }
 
     #[test]

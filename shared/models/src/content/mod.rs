@@ -6,7 +6,7 @@
 //! `type` deciding between shapes that a sparse content leaves ambiguous. Typed structs keep
 //! every unknown field (`extra`), so nothing Dataphin adds is lost on the way to the backend.
 
-pub(crate) mod calendar;
+pub mod calendar;
 pub mod lenient;
 pub mod objects;
 pub mod permission;

@@ -454,8 +454,11 @@ fn template_serves_exactly_the_spec_routes() {
     );
 }
 
-/// The router of `cargo lambda watch`: path -> (function, methods or None for any).
-fn local_router() -> BTreeMap<String, Vec<(Option<String>, String)>> {
+/// Where the local router sends a path: (method, or None for any method; function).
+type RouteTargets = Vec<(Option<String>, String)>;
+
+/// The router of `cargo lambda watch`, by path.
+fn local_router() -> BTreeMap<String, RouteTargets> {
     let root = cargo_toml("Cargo.toml");
     let router = root["workspace"]["metadata"]["lambda"]["watch"]["router"]
         .as_table()
@@ -487,7 +490,7 @@ fn local_router_serves_every_spec_route_with_the_deployed_function_and_path() {
     let template = template();
     let deployed = template_routes(&template);
     for (method, spec_path, function) in SPEC_ROUTES {
-        let matching: Vec<(&String, &Vec<(Option<String>, String)>)> = router
+        let matching: Vec<(&String, &RouteTargets)> = router
             .iter()
             .filter(|(path, _)| normalize(path) == normalize(spec_path))
             .collect();
@@ -673,8 +676,11 @@ fn local_env_sets_every_spec_setting() {
 // ---------------------------------------------------------------------------------------------
 // Permissions
 
-/// The DynamoDB actions each function may use, per table, and whether it may query indexes.
-fn allowed_access() -> BTreeMap<&'static str, BTreeMap<&'static str, (Vec<&'static str>, bool)>> {
+/// Per table logical id: the DynamoDB actions allowed, and whether its indexes may be queried.
+type TableAccess = BTreeMap<&'static str, (Vec<&'static str>, bool)>;
+
+/// What each function (by binary) may do on each table.
+fn allowed_access() -> BTreeMap<&'static str, TableAccess> {
     const TICKET_WRITER: &[&str] = &["GetItem", "PutItem", "UpdateItem", "Query"];
     const MAPPING_READER: &[&str] = &["GetItem", "Query"];
     let tickets = "TicketsTable";

@@ -192,16 +192,18 @@ impl Drop for Watch {
 }
 
 /// Builds the function binaries the test calls, so the first invocation through the watch
-/// server starts them instead of compiling them inside the request.
-fn build_functions(packages: &[&str]) {
+/// server starts them instead of compiling them inside the request. Built by `--bin` from the
+/// workspace root, as `cargo lambda watch` runs them, so features resolve the same way and the
+/// watch server finds the artifacts fresh.
+fn build_functions(binaries: &[&str]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
     command.arg("build").current_dir(repo_root());
-    for package in packages {
-        command.args(["-p", package]);
+    for binary in binaries {
+        command.args(["--bin", binary]);
     }
     let status = command.status().expect("run cargo build");
-    assert!(status.success(), "cargo build of {packages:?} failed");
+    assert!(status.success(), "cargo build of {binaries:?} failed");
 }
 
 async fn create_tables(endpoint: &str, tickets: &str, mappings: &str) {

@@ -9,10 +9,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
 };
 use aws_sdk_dynamodb::Client;
 use serde::Deserialize;
@@ -250,8 +251,7 @@ fn create_request(
     client: &Client,
     def: &TableDef,
     name: &str,
-) -> Result<aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder, SchemaError>
-{
+) -> Result<CreateTableFluentBuilder, SchemaError> {
     let mut request = client
         .create_table()
         .table_name(name)
@@ -417,7 +417,10 @@ mod tests {
             assert!(def.tickets.index(name).is_some(), "tickets has no {name}");
         }
         for name in [SOURCE_INDEX, BACKEND_INDEX] {
-            assert!(def.user_mappings.index(name).is_some(), "user_mappings has no {name}");
+            assert!(
+                def.user_mappings.index(name).is_some(),
+                "user_mappings has no {name}"
+            );
         }
         assert_eq!(def.tickets.indexes.len(), 6);
         assert_eq!(def.user_mappings.indexes.len(), 2);

@@ -51,13 +51,19 @@ rules_file="$(sed -n 's/^RULES_FILE=//p' "$ENV_SOURCE" | tail -n 1)"
   echo "AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$DYNAMO_PORT"
   [[ -z "$rules_file" ]] || echo "RULES_FILE=$rules_file"
 } >"$ENV_FILE"
-set -a
-# shellcheck source=infra/local.env
-source "$ENV_FILE"
-set +a
+env_value() { sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1; }
 
-log "creating tables $TICKETS_TABLE and $USER_MAPPINGS_TABLE"
-cargo run -q -p bridge-cli -- create-tables
+# The settings go to the functions only (cargo lambda's --env-file): exported here, RUST_LOG
+# would also make cargo lambda itself log at that level.
+log "creating tables $(env_value TICKETS_TABLE) and $(env_value USER_MAPPINGS_TABLE)"
+(
+  set -a
+  # shellcheck source=infra/local.env
+  source "$ENV_FILE"
+  set +a
+  unset RUST_LOG
+  cargo run -q -p bridge-cli -- create-tables
+)
 
 # Built now, the first request starts a function instead of waiting for it to compile.
 log "building the functions"
@@ -84,10 +90,10 @@ The bridge is ready on http://127.0.0.1:$INVOKE_PORT (every route of the SPEC, s
 Settings: $ENV_SOURCE. Dispatch runs every minute. Ctrl-C stops everything.
 
 Dataphin's Test Connection:
-  curl -s -X POST "http://127.0.0.1:$INVOKE_PORT/dataphin/bpms/check/connect?accessToken=$DATAPHIN_ACCESS_TOKEN&timestamp=\$(date +%s000)" -d '{"checkEvent":"connectivity"}'
+  curl -s -X POST "http://127.0.0.1:$INVOKE_PORT/dataphin/bpms/check/connect?accessToken=$(env_value DATAPHIN_ACCESS_TOKEN)&timestamp=\$(date +%s000)" -d '{"checkEvent":"connectivity"}'
 
 The ops API:
-  curl -s -H "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:$INVOKE_PORT/rules
+  curl -s -H "Authorization: Bearer $(env_value ADMIN_TOKEN)" http://127.0.0.1:$INVOKE_PORT/rules
 
 EOF
 

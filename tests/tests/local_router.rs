@@ -176,7 +176,14 @@ impl Drop for Watch {
             eprintln!("--- cargo lambda watch log (tail) ---\n{}", self.log_tail());
         }
         let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let kill = |signal: &str| {
+            // The group may already be gone; that is the goal, not an error.
+            let _ = Command::new("kill")
+                .args([signal, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        kill("-TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -184,7 +191,7 @@ impl Drop for Watch {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        kill("-KILL");
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.env_path);
         let _ = std::fs::remove_file(&self.log_path);

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::mapping::person_for_backend_id;
 
-use crate::{callback, delivery, tickets, withdraw, App, AppResult};
+use crate::{callback, delivery, submit, tickets, withdraw, App, AppResult};
 
 /// How many due tickets one run handles per shard.
 const BATCH: i32 = 100;
@@ -48,6 +48,8 @@ async fn work_on(app: &App, id: &str, now: i64) -> AppResult<bool> {
     if t.status == models::TicketStatus::Pending {
         if t.expire_at <= now {
             withdraw::expire(app, id, now).await?;
+        } else if tickets::redispatch_at(&t).is_some_and(|at| at <= now) {
+            submit::redispatch(app, id, now).await?;
         } else if t.instance_id.is_some() {
             let quiet_since = t.last_event_at.max(t.last_reconciled_at.unwrap_or(0));
             if quiet_since + app.config.reconcile_after_secs * 1000 <= now {

@@ -424,3 +424,33 @@ fn rule_node(decision: &Decision, now: i64) -> Node {
     }
     node
 }
+
+/// The dispatcher's retry of a ticket that never reached its backend (a create that crashed, or
+/// whose backend call failed and was not repeated by Dataphin). Claims the dispatch lease first so
+/// a concurrent repeated create does not call the backend too.
+pub async fn redispatch(app: &App, id: &str, now: i64) -> AppResult<()> {
+    let mut claimed = false;
+    tickets::update(app, id, |t| {
+        claimed = t.status == TicketStatus::Pending
+            && t.instance_id.is_none()
+            && t.dispatch_lease_until.is_none_or(|until| until <= now);
+        if claimed {
+            t.dispatch_lease_until = Some(now + DISPATCH_LEASE_MS);
+        }
+        Ok(claimed)
+    })
+    .await?;
+    if !claimed {
+        return Ok(());
+    }
+    let stored = app
+        .store
+        .get_ticket(id, true)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("ticket {id} not found")))?;
+    let submission = Submission::parse(stored.submission.unwrap_or_default().as_bytes())?;
+    match dispatch(app, id, &submission, now).await {
+        Ok(_) | Err(AppError::BackendUnavailable(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -31,9 +31,24 @@ pub fn next_due(app: &App, t: &Ticket) -> Option<i64> {
         if t.instance_id.is_some() {
             let quiet_since = t.last_event_at.max(t.last_reconciled_at.unwrap_or(0));
             due.push(quiet_since + app.config.reconcile_after_secs * 1000);
+        } else if let Some(at) = redispatch_at(t) {
+            due.push(at);
         }
     }
     due.into_iter().min()
+}
+
+/// When the dispatcher should forward a PENDING ticket that never reached its backend: after a
+/// crashed create's lease ran out, or with backoff after a failed dispatch.
+pub fn redispatch_at(t: &Ticket) -> Option<i64> {
+    if t.status != TicketStatus::Pending || t.instance_id.is_some() || t.backend.is_none() {
+        return None;
+    }
+    Some(match (&t.dispatch, t.dispatch_lease_until) {
+        (_, Some(lease)) => lease,
+        (Some(d), None) => d.at + crate::delivery::backoff_ms(d.attempts.max(1), 0.0),
+        (None, None) => t.created_at,
+    })
 }
 
 pub async fn load(app: &App, id: &str) -> AppResult<Ticket> {

@@ -419,3 +419,18 @@ async fn the_mapping_api_needs_the_admin_token() {
         "nothing changed without the token"
     );
 }
+
+#[tokio::test]
+async fn csv_import_reads_quoted_fields() {
+    let b = Bridge::start(Options::default()).await;
+    let csv = "\"tenant_id\",\"user_id\",\"user_source_id\",\"user_name\",\"backend_user_id\",\"backend_dept_id\"\n\
+               300073302,900001,src-1,\"Li, Bob\",dt-quoted,\"1001\"\n";
+    let (status, reply) = import(&b, "text/csv", csv.as_bytes()).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["imported"], 1);
+    let (status, row) = get(&b, "300073302", "900001").await;
+    assert_eq!(status, 200, "{row}");
+    assert_eq!(row["user_name"], "Li, Bob");
+    assert_eq!(row["backend_user_id"], "dt-quoted");
+    assert_eq!(row["backend_dept_id"], "1001");
+}

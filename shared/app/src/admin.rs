@@ -120,22 +120,44 @@ pub fn parse_import(content_type: &str, body: &[u8]) -> AppResult<Import> {
     let mut errors = Vec::new();
     if content_type.trim().to_ascii_lowercase().starts_with("text/csv") {
         let text = std::str::from_utf8(body).map_err(|_| AppError::InvalidField("body is not UTF-8 text".into()))?;
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-        let (_, header) = lines.next().ok_or_else(|| AppError::InvalidField("CSV is empty: the header line is required".into()))?;
-        let columns: Vec<String> = header.split(',').map(|c| c.trim().trim_start_matches('\u{feff}').to_string()).collect();
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .flexible(true)
+            .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+        let columns: Vec<String> = reader
+            .headers()
+            .map_err(|e| AppError::InvalidField(format!("CSV header: {e}")))?
+            .iter()
+            .map(str::to_string)
+            .collect();
         if columns != MAPPING_COLUMNS {
             return Err(AppError::InvalidField(format!("CSV header must be {}", MAPPING_COLUMNS.join(","))));
         }
-        for (i, line) in lines {
-            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-            if cells.len() != columns.len() {
-                errors.push(json!({"line": i + 1, "field": "", "error": format!("expected {} columns, found {}", columns.len(), cells.len())}));
+        for record in reader.records() {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    errors.push(json!({"line": line, "field": "", "error": format!("not valid CSV: {e}")}));
+                    continue;
+                }
+            };
+            let line = record.position().map_or(0, |p| p.line()) as usize;
+            if record.iter().all(str::is_empty) {
                 continue;
             }
-            let row: serde_json::Map<String, Value> = columns.iter().cloned().zip(cells.iter().map(|c| if c.is_empty() { Value::Null } else { json!(c) })).collect();
+            if record.len() != columns.len() {
+                errors.push(json!({"line": line, "field": "", "error": format!("expected {} columns, found {}", columns.len(), record.len())}));
+                continue;
+            }
+            let row: serde_json::Map<String, Value> = columns
+                .iter()
+                .cloned()
+                .zip(record.iter().map(|c| if c.is_empty() { Value::Null } else { json!(c) }))
+                .collect();
             match row_to_mapping(&row, None, None) {
-                Ok(m) => rows.push((i + 1, m)),
-                Err(errs) => errors.extend(errs.into_iter().map(|(f, e)| json!({"line": i + 1, "field": f, "error": e}))),
+                Ok(m) => rows.push((line, m)),
+                Err(errs) => errors.extend(errs.into_iter().map(|(f, e)| json!({"line": line, "field": f, "error": e}))),
             }
         }
     } else {

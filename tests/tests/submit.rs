@@ -1327,3 +1327,43 @@ async fn long_code_and_long_free_text_are_forwarded() {
         .to_string()
         .contains("-- nightly rebuild"));
 }
+
+#[tokio::test]
+async fn bodies_up_to_one_mib_are_stored_compressed_and_read_back() {
+    let b = Bridge::start(Options::default()).await;
+    // 900 KB of SQL under code review: the SPEC accepts bodies up to 1 MiB.
+    let mut code = parsed(&fixture("04_code_review.json"));
+    let mut content: Value = serde_json::from_str(code["content"].as_str().unwrap()).unwrap();
+    content["applyObject"]["codeContent"] = json!("SELECT id, name FROM dim_store;\n".repeat(28 * 1024));
+    code["content"] = json!(content.to_string());
+    let body = serde_json::to_vec(&code).unwrap();
+    assert!(body.len() > 900 * 1024 && body.len() < 1024 * 1024);
+    let (status, reply) = b.create(&body).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["processInstanceId"].as_str().unwrap().to_string();
+    let (status, view) = detail(&b, &id).await;
+    assert_eq!(status, 200);
+    let code_back = view["content"]["applyObject"]["codeContent"].as_str().unwrap();
+    assert_eq!(code_back.len(), 28 * 1024 * "SELECT id, name FROM dim_store;\n".len());
+    // The same body again is recognised as the same submission.
+    let (status, again) = b.create(&body).await;
+    assert_eq!((status, &again), (200, &reply));
+
+    // 600 KB that does not compress cannot be kept in a DynamoDB item: refused, nothing stored.
+    use rand::Rng;
+    let noise: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(600 * 1024)
+        .map(char::from)
+        .collect();
+    let mut text = parsed(&fixture("17_plain_text_content.json"));
+    text["applyId"] = json!("noise-1");
+    text["content"] = json!(noise);
+    let body = serde_json::to_vec(&text).unwrap();
+    let (status, reply) = b.create(&body).await;
+    assert_eq!(status, 413, "{reply}");
+    assert_eq!(reply["errorCode"], "PayloadTooLarge");
+    let (status, _) = detail(&b, &Bridge::ticket_id_of(&body)).await;
+    assert_eq!(status, 404);
+    assert_eq!(b.dingtalk.creates().len(), 1);
+}

@@ -44,6 +44,9 @@ impl From<ModelError> for AppError {
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::TooLarge(limit) = e {
+            return AppError::PayloadTooLarge(limit);
+        }
         AppError::Internal(format!("storage: {e}"))
     }
 }

@@ -73,10 +73,6 @@ pub async fn create(
         let decision = rules_doc.evaluate(&submission.facts(), rules_version);
         let mut ticket = build_ticket(app, &id, &submission, &decision, now).await?;
         let raw = String::from_utf8_lossy(body);
-        if raw.len() > 350 * 1024 {
-            // A DynamoDB item holds 400 KB; the ticket keeps the submission beside its state.
-            return Err(AppError::PayloadTooLarge(350 * 1024));
-        }
         let summary = views::list_row(&ticket);
         let due = tickets::next_due(app, &ticket);
         match app

@@ -11,6 +11,9 @@ pub enum StoreError {
     Throttled(String),
     #[error("DynamoDB: {0}")]
     Dynamo(String),
+    /// The submission does not fit in a DynamoDB item even compressed.
+    #[error("submission exceeds {0} bytes once compressed")]
+    TooLarge(usize),
     #[error("stored item is corrupt: {0}")]
     Corrupt(String),
 }

@@ -2,6 +2,13 @@
 
 use std::collections::HashMap;
 
+use std::io::{Read, Write};
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use models::ticket::Ticket;
 use serde_json::Value;
 
@@ -14,6 +21,27 @@ pub const DUE_SHARDS: u32 = 4;
 pub const LIST_SHARDS: u32 = 4;
 
 const TICKET_SK: &str = "#TICKET";
+
+/// DynamoDB items hold 400 KB: the submission (up to 1 MiB of JSON) is kept gzip-compressed, and
+/// what does not fit even so is refused with [`StoreError::TooLarge`].
+pub const MAX_STORED_SUBMISSION: usize = 300 * 1024;
+
+fn compress(text: &str) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(text.as_bytes()).expect("writing to memory");
+    enc.finish().expect("writing to memory")
+}
+
+fn read_submission(item: &Item) -> Result<Option<String>, StoreError> {
+    if let Some(b) = item.get("submission_gz").and_then(|v| v.as_b().ok()) {
+        let mut text = String::new();
+        GzDecoder::new(b.as_ref())
+            .read_to_string(&mut text)
+            .map_err(|e| StoreError::Corrupt(format!("stored submission: {e}")))?;
+        return Ok(Some(text));
+    }
+    Ok(opt_s(item, "submission"))
+}
 
 /// A ticket as stored, with the submission it was created from.
 #[derive(Debug, Clone)]
@@ -77,7 +105,7 @@ fn parse_ticket(item: &Item) -> Result<StoredTicket, StoreError> {
     ticket.revision = get_n(item, "revision")? as u64;
     Ok(StoredTicket {
         ticket,
-        submission: opt_s(item, "submission"),
+        submission: read_submission(item)?,
         body_hash: opt_s(item, "body_hash").unwrap_or_default(),
     })
 }
@@ -97,7 +125,11 @@ impl Store {
         attrs.insert("pk".into(), s(ticket_pk(&ticket.id)));
         attrs.insert("sk".into(), s(TICKET_SK));
         attrs.insert("revision".into(), n(ticket.revision));
-        attrs.insert("submission".into(), s(submission));
+        let packed = compress(submission);
+        if packed.len() > MAX_STORED_SUBMISSION {
+            return Err(StoreError::TooLarge(MAX_STORED_SUBMISSION));
+        }
+        attrs.insert("submission_gz".into(), AttributeValue::B(Blob::new(packed)));
         attrs.insert("body_hash".into(), s(body_hash));
         let result = self
             .client

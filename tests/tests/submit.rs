@@ -1334,7 +1334,8 @@ async fn bodies_up_to_one_mib_are_stored_compressed_and_read_back() {
     // 900 KB of SQL under code review: the SPEC accepts bodies up to 1 MiB.
     let mut code = parsed(&fixture("04_code_review.json"));
     let mut content: Value = serde_json::from_str(code["content"].as_str().unwrap()).unwrap();
-    content["applyObject"]["codeContent"] = json!("SELECT id, name FROM dim_store;\n".repeat(28 * 1024));
+    content["applyObject"]["codeContent"] =
+        json!("SELECT id, name FROM dim_store;\n".repeat(28 * 1024));
     code["content"] = json!(content.to_string());
     let body = serde_json::to_vec(&code).unwrap();
     assert!(body.len() > 900 * 1024 && body.len() < 1024 * 1024);
@@ -1343,8 +1344,13 @@ async fn bodies_up_to_one_mib_are_stored_compressed_and_read_back() {
     let id = reply["processInstanceId"].as_str().unwrap().to_string();
     let (status, view) = detail(&b, &id).await;
     assert_eq!(status, 200);
-    let code_back = view["content"]["applyObject"]["codeContent"].as_str().unwrap();
-    assert_eq!(code_back.len(), 28 * 1024 * "SELECT id, name FROM dim_store;\n".len());
+    let code_back = view["content"]["applyObject"]["codeContent"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        code_back.len(),
+        28 * 1024 * "SELECT id, name FROM dim_store;\n".len()
+    );
     // The same body again is recognised as the same submission.
     let (status, again) = b.create(&body).await;
     assert_eq!((status, &again), (200, &reply));

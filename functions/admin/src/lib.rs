@@ -17,20 +17,31 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let result = match (method, path.as_slice()) {
         ("GET", [.., "user-mappings"]) => admin::list_mappings(app, &http::query(&req)).await,
         ("POST", [.., "user-mappings", "import"]) => {
-            let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+            let content_type = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json");
             match admin::import_mappings(app, content_type, body).await {
                 Ok(Ok(reply)) => Ok(reply),
                 Ok(Err(errors)) => return http::json_response(400, &errors),
                 Err(e) => Err(e),
             }
         }
-        ("PUT", [.., "user-mappings", tenant, user]) => admin::put_mapping(app, tenant, user, body).await,
+        ("PUT", [.., "user-mappings", tenant, user]) => {
+            admin::put_mapping(app, tenant, user, body).await
+        }
         ("GET", [.., "user-mappings", tenant, user]) => admin::get_mapping(app, tenant, user).await,
-        ("DELETE", [.., "user-mappings", tenant, user]) => admin::delete_mapping(app, tenant, user).await,
+        ("DELETE", [.., "user-mappings", tenant, user]) => {
+            admin::delete_mapping(app, tenant, user).await
+        }
         ("GET", [.., "rules"]) => admin::get_rules(app).await,
         ("PUT", [.., "rules"]) => admin::put_rules(app, body).await,
         ("POST", [.., "rules", "evaluate"]) => admin::evaluate(app, body).await,
-        _ => Err(AppError::NotFound(format!("no route {method} /{}", path.join("/")))),
+        _ => Err(AppError::NotFound(format!(
+            "no route {method} /{}",
+            path.join("/")
+        ))),
     };
     match result {
         Ok(reply) => http::ok(&reply),

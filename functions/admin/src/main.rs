@@ -7,5 +7,8 @@ async fn main() -> Result<(), Error> {
     app::telemetry::init();
     let app = app::App::from_env().await?;
     let app = &app;
-    run(service_fn(move |req: Request| async move { Ok::<_, Error>(admin::handle(app, req).await) })).await
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(admin::handle(app, req).await)
+    }))
+    .await
 }

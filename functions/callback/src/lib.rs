@@ -10,13 +10,22 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let method = req.method().as_str();
     let body = http::body_bytes(&req);
     let result = match (method, path.as_slice()) {
-        ("POST", [.., "callback", "dingtalk"]) => app::callback::dingtalk(app, &http::query(&req), body).await,
-        ("POST", [.., "callback", "webhook"]) => app::callback::webhook_event(app, req.headers(), body, now).await,
-        ("POST", [.., "approvals", id, "redeliver"]) => match http::check_admin(&req, &app.config.admin_token) {
-            Ok(()) => app::delivery::redeliver(app, id).await,
-            Err(e) => Err(e),
-        },
-        _ => Err(AppError::NotFound(format!("no route {method} /{}", path.join("/")))),
+        ("POST", [.., "callback", "dingtalk"]) => {
+            app::callback::dingtalk(app, &http::query(&req), body).await
+        }
+        ("POST", [.., "callback", "webhook"]) => {
+            app::callback::webhook_event(app, req.headers(), body, now).await
+        }
+        ("POST", [.., "approvals", id, "redeliver"]) => {
+            match http::check_admin(&req, &app.config.admin_token) {
+                Ok(()) => app::delivery::redeliver(app, id).await,
+                Err(e) => Err(e),
+            }
+        }
+        _ => Err(AppError::NotFound(format!(
+            "no route {method} /{}",
+            path.join("/")
+        ))),
     };
     match result {
         Ok(reply) => http::ok(&reply),

@@ -9,7 +9,9 @@ async fn main() -> Result<(), Error> {
     let app = app::App::from_env().await?;
     let app = &app;
     run(service_fn(move |_event: LambdaEvent<Value>| async move {
-        dispatch::handle(app).await.map_err(|e| Error::from(e.to_string()))
+        dispatch::handle(app)
+            .await
+            .map_err(|e| Error::from(e.to_string()))
     }))
     .await
 }

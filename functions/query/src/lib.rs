@@ -20,7 +20,10 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         Ok(()) => match (method, path.as_slice()) {
             ("GET", [.., "approvals"]) => app::query::list(app, &query).await,
             ("GET", [.., "approvals", id]) => app::query::detail(app, id).await,
-            _ => Err(AppError::NotFound(format!("no route {method} /{}", path.join("/")))),
+            _ => Err(AppError::NotFound(format!(
+                "no route {method} /{}",
+                path.join("/")
+            ))),
         },
     };
     match result {

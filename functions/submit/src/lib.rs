@@ -30,6 +30,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
                 Err(e) => e.into_dataphin_response(),
             }
         }
-        _ => AppError::NotFound(format!("no route {method} /{}", path.join("/"))).into_dataphin_response(),
+        _ => AppError::NotFound(format!("no route {method} /{}", path.join("/")))
+            .into_dataphin_response(),
     }
 }

@@ -29,6 +29,8 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
                 Err(e) => e.into_ops_response(),
             }
         }
-        _ => AppError::NotFound(format!("no route {method} /{}", path.join("/"))).into_ops_response(),
+        _ => {
+            AppError::NotFound(format!("no route {method} /{}", path.join("/"))).into_ops_response()
+        }
     }
 }

@@ -7,7 +7,14 @@ use store::Mapping;
 
 use crate::{rules, App, AppError, AppResult};
 
-const MAPPING_COLUMNS: [&str; 6] = ["tenant_id", "user_id", "user_source_id", "user_name", "backend_user_id", "backend_dept_id"];
+const MAPPING_COLUMNS: [&str; 6] = [
+    "tenant_id",
+    "user_id",
+    "user_source_id",
+    "user_name",
+    "backend_user_id",
+    "backend_dept_id",
+];
 
 fn mapping_json(m: &Mapping) -> Value {
     json!({"tenant_id": m.tenant_id, "user_id": m.user_id, "user_source_id": m.user_source_id,
@@ -15,7 +22,11 @@ fn mapping_json(m: &Mapping) -> Value {
 }
 
 /// Validates one mapping row; every problem is reported with its field.
-fn row_to_mapping(row: &serde_json::Map<String, Value>, tenant: Option<&str>, user: Option<&str>) -> Result<Mapping, Vec<(String, String)>> {
+fn row_to_mapping(
+    row: &serde_json::Map<String, Value>,
+    tenant: Option<&str>,
+    user: Option<&str>,
+) -> Result<Mapping, Vec<(String, String)>> {
     let mut errors = Vec::new();
     let mut get = |key: &str, required: bool| -> Option<String> {
         match row.get(key) {
@@ -39,15 +50,24 @@ fn row_to_mapping(row: &serde_json::Map<String, Value>, tenant: Option<&str>, us
             }
         }
     };
-    let tenant_id = match tenant { Some(t) => Some(t.to_string()), None => get("tenant_id", true) };
-    let user_id = match user { Some(u) => Some(u.to_string()), None => get("user_id", true) };
+    let tenant_id = match tenant {
+        Some(t) => Some(t.to_string()),
+        None => get("tenant_id", true),
+    };
+    let user_id = match user {
+        Some(u) => Some(u.to_string()),
+        None => get("user_id", true),
+    };
     let user_source_id = get("user_source_id", false);
     let user_name = get("user_name", false);
     let backend_user_id = get("backend_user_id", true);
     let backend_dept_id = get("backend_dept_id", false);
     if let Some(d) = &backend_dept_id {
         if d.parse::<i64>().is_err() {
-            errors.push(("backend_dept_id".into(), "must be a number (DingTalk deptId)".into()));
+            errors.push((
+                "backend_dept_id".into(),
+                "must be a number (DingTalk deptId)".into(),
+            ));
         }
     }
     for key in row.keys() {
@@ -70,41 +90,70 @@ fn row_to_mapping(row: &serde_json::Map<String, Value>, tenant: Option<&str>, us
 
 pub async fn put_mapping(app: &App, tenant: &str, user: &str, body: &[u8]) -> AppResult<Value> {
     let value = crate::http::parse_json(body)?;
-    let row = value.as_object().ok_or_else(|| AppError::InvalidField("body must be a JSON object".into()))?;
+    let row = value
+        .as_object()
+        .ok_or_else(|| AppError::InvalidField("body must be a JSON object".into()))?;
     let mut row = row.clone();
     row.remove("tenant_id");
     row.remove("user_id");
     let m = row_to_mapping(&row, Some(tenant), Some(user)).map_err(|errs| {
-        AppError::InvalidField(errs.iter().map(|(f, e)| format!("{f} {e}")).collect::<Vec<_>>().join("; "))
+        AppError::InvalidField(
+            errs.iter()
+                .map(|(f, e)| format!("{f} {e}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     })?;
     app.store.put_mapping(&m).await?;
     Ok(mapping_json(&m))
 }
 
 pub async fn get_mapping(app: &App, tenant: &str, user: &str) -> AppResult<Value> {
-    let m = app.store.get_mapping(tenant, user).await?.ok_or_else(|| AppError::NotFound(format!("no mapping for user {user} of tenant {tenant}")))?;
+    let m = app.store.get_mapping(tenant, user).await?.ok_or_else(|| {
+        AppError::NotFound(format!("no mapping for user {user} of tenant {tenant}"))
+    })?;
     Ok(mapping_json(&m))
 }
 
 pub async fn delete_mapping(app: &App, tenant: &str, user: &str) -> AppResult<Value> {
     if !app.store.delete_mapping(tenant, user).await? {
-        return Err(AppError::NotFound(format!("no mapping for user {user} of tenant {tenant}")));
+        return Err(AppError::NotFound(format!(
+            "no mapping for user {user} of tenant {tenant}"
+        )));
     }
     Ok(json!({"deleted": true, "tenant_id": tenant, "user_id": user}))
 }
 
-pub async fn list_mappings(app: &App, q: &std::collections::HashMap<String, String>) -> AppResult<Value> {
+pub async fn list_mappings(
+    app: &App,
+    q: &std::collections::HashMap<String, String>,
+) -> AppResult<Value> {
     let limit = match q.get("limit") {
         None => 50,
-        Some(l) => l.parse::<i32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| AppError::InvalidField("limit must be 1..1000".into()))?,
+        Some(l) => l
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| AppError::InvalidField("limit must be 1..1000".into()))?,
     };
-    let tenant = q.get("tenant_id").or_else(|| q.get("workspace_id")).map(String::as_str).filter(|t| !t.is_empty());
-    let next_token = q.get("next_token").map(String::as_str).filter(|t| !t.is_empty());
+    let tenant = q
+        .get("tenant_id")
+        .or_else(|| q.get("workspace_id"))
+        .map(String::as_str)
+        .filter(|t| !t.is_empty());
+    let next_token = q
+        .get("next_token")
+        .map(String::as_str)
+        .filter(|t| !t.is_empty());
     if next_token.is_some_and(|t| !store::mappings::is_valid_mapping_token(t, tenant)) {
-        return Err(AppError::InvalidField("next_token is not a token this list returned".into()));
+        return Err(AppError::InvalidField(
+            "next_token is not a token this list returned".into(),
+        ));
     }
     let page = app.store.list_mappings(tenant, limit, next_token).await?;
-    Ok(json!({"mappings": page.mappings.iter().map(mapping_json).collect::<Vec<_>>(), "next_token": page.next_token}))
+    Ok(
+        json!({"mappings": page.mappings.iter().map(mapping_json).collect::<Vec<_>>(), "next_token": page.next_token}),
+    )
 }
 
 /// The outcome of an import: rows, or every bad row with its line.
@@ -118,8 +167,13 @@ pub enum Import {
 pub fn parse_import(content_type: &str, body: &[u8]) -> AppResult<Import> {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    if content_type.trim().to_ascii_lowercase().starts_with("text/csv") {
-        let text = std::str::from_utf8(body).map_err(|_| AppError::InvalidField("body is not UTF-8 text".into()))?;
+    if content_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("text/csv")
+    {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| AppError::InvalidField("body is not UTF-8 text".into()))?;
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .flexible(true)
@@ -131,14 +185,19 @@ pub fn parse_import(content_type: &str, body: &[u8]) -> AppResult<Import> {
             .map(str::to_string)
             .collect();
         if columns != MAPPING_COLUMNS {
-            return Err(AppError::InvalidField(format!("CSV header must be {}", MAPPING_COLUMNS.join(","))));
+            return Err(AppError::InvalidField(format!(
+                "CSV header must be {}",
+                MAPPING_COLUMNS.join(",")
+            )));
         }
         for record in reader.records() {
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
                     let line = e.position().map_or(0, |p| p.line());
-                    errors.push(json!({"line": line, "field": "", "error": format!("not valid CSV: {e}")}));
+                    errors.push(
+                        json!({"line": line, "field": "", "error": format!("not valid CSV: {e}")}),
+                    );
                     continue;
                 }
             };
@@ -153,22 +212,36 @@ pub fn parse_import(content_type: &str, body: &[u8]) -> AppResult<Import> {
             let row: serde_json::Map<String, Value> = columns
                 .iter()
                 .cloned()
-                .zip(record.iter().map(|c| if c.is_empty() { Value::Null } else { json!(c) }))
+                .zip(
+                    record
+                        .iter()
+                        .map(|c| if c.is_empty() { Value::Null } else { json!(c) }),
+                )
                 .collect();
             match row_to_mapping(&row, None, None) {
                 Ok(m) => rows.push((line, m)),
-                Err(errs) => errors.extend(errs.into_iter().map(|(f, e)| json!({"line": line, "field": f, "error": e}))),
+                Err(errs) => errors.extend(
+                    errs.into_iter()
+                        .map(|(f, e)| json!({"line": line, "field": f, "error": e})),
+                ),
             }
         }
     } else {
         let value = crate::http::parse_json(body)?;
-        let list = value.get("mappings").and_then(Value::as_array).ok_or_else(|| AppError::InvalidField("mappings must be a list".into()))?;
+        let list = value
+            .get("mappings")
+            .and_then(Value::as_array)
+            .ok_or_else(|| AppError::InvalidField("mappings must be a list".into()))?;
         for (i, item) in list.iter().enumerate() {
             match item.as_object() {
-                None => errors.push(json!({"line": i + 1, "field": "", "error": "row must be an object"})),
+                None => errors
+                    .push(json!({"line": i + 1, "field": "", "error": "row must be an object"})),
                 Some(row) => match row_to_mapping(row, None, None) {
                     Ok(m) => rows.push((i + 1, m)),
-                    Err(errs) => errors.extend(errs.into_iter().map(|(f, e)| json!({"line": i + 1, "field": f, "error": e}))),
+                    Err(errs) => errors.extend(
+                        errs.into_iter()
+                            .map(|(f, e)| json!({"line": i + 1, "field": f, "error": e})),
+                    ),
                 },
             }
         }
@@ -186,9 +259,15 @@ pub fn parse_import(content_type: &str, body: &[u8]) -> AppResult<Import> {
     }
 }
 
-pub async fn import_mappings(app: &App, content_type: &str, body: &[u8]) -> AppResult<Result<Value, Value>> {
+pub async fn import_mappings(
+    app: &App,
+    content_type: &str,
+    body: &[u8],
+) -> AppResult<Result<Value, Value>> {
     match parse_import(content_type, body)? {
-        Import::Errors(errors) => Ok(Err(json!({"error_code": "InvalidField", "error_msg": format!("{} invalid row(s); nothing was imported", errors.len()), "errors": errors}))),
+        Import::Errors(errors) => Ok(Err(
+            json!({"error_code": "InvalidField", "error_msg": format!("{} invalid row(s); nothing was imported", errors.len()), "errors": errors}),
+        )),
         Import::Rows(rows) => {
             app.store.put_mappings(&rows).await?;
             Ok(Ok(json!({"imported": rows.len()})))
@@ -211,7 +290,9 @@ pub async fn evaluate(app: &App, body: &[u8]) -> AppResult<Value> {
     let submission = Submission::parse(body)?;
     let (doc, version): (RulesDocument, u64) = rules::current(app).await?;
     let decision = doc.evaluate(&submission.facts(), version);
-    Ok(json!({"decision": decision.kind.as_str(), "rule_id": decision.rule_id, "rules_version": version,
+    Ok(
+        json!({"decision": decision.kind.as_str(), "rule_id": decision.rule_id, "rules_version": version,
               "facts": decision.facts, "reason": decision.reason, "process_code": decision.process_code,
-              "add_nodes": decision.add_nodes}))
+              "add_nodes": decision.add_nodes}),
+    )
 }

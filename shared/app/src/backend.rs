@@ -1,8 +1,8 @@
 //! The approval backend the bridge forwards tickets to: DingTalk OA or a company BPM (webhook).
 
 use dingtalk::{
-    ActionType, ApproverStep, CreateInstance, DingTalkClient, DingTalkConfig, InstanceDetail, InstanceOutcome, OperationType,
-    TaskResult, TaskStatus,
+    ActionType, ApproverStep, CreateInstance, DingTalkClient, DingTalkConfig, InstanceDetail,
+    InstanceOutcome, OperationType, TaskResult, TaskStatus,
 };
 use models::content::calendar;
 use models::render::FormField;
@@ -29,7 +29,10 @@ impl std::fmt::Display for BackendError {
 
 #[derive(Clone)]
 pub enum Backend {
-    DingTalk { client: DingTalkClient, settings: DingTalkSettings },
+    DingTalk {
+        client: DingTalkClient,
+        settings: DingTalkSettings,
+    },
     Webhook(webhook::WebhookClient),
 }
 
@@ -37,7 +40,10 @@ impl Backend {
     pub fn from_config(config: &Config) -> Result<Backend, lambda_http::Error> {
         Ok(match config.backend {
             BackendKind::DingTalk => {
-                let settings = config.dingtalk.clone().expect("dingtalk settings present for dingtalk backend");
+                let settings = config
+                    .dingtalk
+                    .clone()
+                    .expect("dingtalk settings present for dingtalk backend");
                 let client = DingTalkClient::new(
                     DingTalkConfig {
                         api_base: settings.api_base.clone(),
@@ -50,7 +56,10 @@ impl Backend {
                 Backend::DingTalk { client, settings }
             }
             BackendKind::Webhook => {
-                let w = config.webhook.clone().expect("webhook settings present for webhook backend");
+                let w = config
+                    .webhook
+                    .clone()
+                    .expect("webhook settings present for webhook backend");
                 Backend::Webhook(webhook::WebhookClient::new(&w.url, w.secret.expose())?)
             }
         })
@@ -90,12 +99,19 @@ impl Backend {
                             (_, Relation::And) => ActionType::And,
                             (_, Relation::Or) => ActionType::Or,
                         },
-                        user_ids: n.approvers.iter().map(|a| a.person.backend_user_id.clone()).collect(),
+                        user_ids: n
+                            .approvers
+                            .iter()
+                            .map(|a| a.person.backend_user_id.clone())
+                            .collect(),
                     })
                     .collect();
                 let req = CreateInstance {
                     originator_user_id: ticket.applicant.backend_user_id.clone(),
-                    process_code: ticket.process_code.clone().unwrap_or_else(|| settings.process_code.clone()),
+                    process_code: ticket
+                        .process_code
+                        .clone()
+                        .unwrap_or_else(|| settings.process_code.clone()),
                     dept_id: dept_id.and_then(|d| d.parse().ok()).unwrap_or(-1),
                     approvers,
                     form: form
@@ -104,10 +120,13 @@ impl Backend {
                         .map(|f| (f.name.clone(), f.value.clone()))
                         .collect(),
                 };
-                client.create_instance(&req).await.map_err(|e| BackendError {
-                    retryable: e.is_retryable(),
-                    message: format!("DingTalk: {e}"),
-                })
+                client
+                    .create_instance(&req)
+                    .await
+                    .map_err(|e| BackendError {
+                        retryable: e.is_retryable(),
+                        message: format!("DingTalk: {e}"),
+                    })
             }
             Backend::Webhook(client) => {
                 let event = json!({
@@ -135,13 +154,20 @@ impl Backend {
                     "content": content,
                     "expire_time": ticket.expire_at,
                 });
-                let reply = client.send(&ticket.id, &event).await.map_err(|e| BackendError {
-                    retryable: true,
-                    message: format!("webhook: {e}"),
-                })?;
+                let reply = client
+                    .send(&ticket.id, &event)
+                    .await
+                    .map_err(|e| BackendError {
+                        retryable: true,
+                        message: format!("webhook: {e}"),
+                    })?;
                 reply
                     .get("instance_id")
-                    .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_i64().map(|n| n.to_string())))
+                    .and_then(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .or_else(|| v.as_i64().map(|n| n.to_string()))
+                    })
                     .filter(|s| !s.is_empty())
                     .ok_or_else(|| BackendError {
                         retryable: true,
@@ -166,24 +192,37 @@ impl Backend {
                 }),
             Backend::Webhook(client) => {
                 let event = json!({"event": "ticket.withdrawn", "ticket_id": ticket.id, "instance_id": instance, "reason": reason});
-                client.send(&ticket.id, &event).await.map(|_| ()).map_err(|e| BackendError {
-                    retryable: true,
-                    message: format!("webhook: {e}"),
-                })
+                client
+                    .send(&ticket.id, &event)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| BackendError {
+                        retryable: true,
+                        message: format!("webhook: {e}"),
+                    })
             }
         }
     }
 
     /// Asks the backend where an instance stands (reconciliation of lost events). Only DingTalk can
     /// be asked; a webhook BPM reports by itself.
-    pub async fn poll(&self, ticket: &Ticket, now: i64) -> Result<Vec<ApprovalEvent>, BackendError> {
-        let (Backend::DingTalk { client, .. }, Some(instance)) = (self, ticket.instance_id.as_deref()) else {
+    pub async fn poll(
+        &self,
+        ticket: &Ticket,
+        now: i64,
+    ) -> Result<Vec<ApprovalEvent>, BackendError> {
+        let (Backend::DingTalk { client, .. }, Some(instance)) =
+            (self, ticket.instance_id.as_deref())
+        else {
             return Ok(Vec::new());
         };
-        let detail = client.get_instance(instance).await.map_err(|e| BackendError {
-            retryable: e.is_retryable(),
-            message: format!("DingTalk: {e}"),
-        })?;
+        let detail = client
+            .get_instance(instance)
+            .await
+            .map_err(|e| BackendError {
+                retryable: e.is_retryable(),
+                message: format!("DingTalk: {e}"),
+            })?;
         Ok(events_from_instance(&detail, now))
     }
 }
@@ -191,27 +230,51 @@ impl Backend {
 /// What a DingTalk instance says happened, as events in time order: decisions with their remarks
 /// and times, transfers, the approvers now pending, and the instance's end.
 pub fn events_from_instance(detail: &InstanceDetail, now: i64) -> Vec<ApprovalEvent> {
-    let time = |t: &Option<String>| t.as_deref().and_then(calendar::parse_datetime_ms).unwrap_or(now);
+    let time = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(calendar::parse_datetime_ms)
+            .unwrap_or(now)
+    };
     let remark_of = |user: &str, activity: &Option<String>| {
         detail
             .operation_records
             .iter()
-            .filter(|r| r.user_id.as_deref() == Some(user) && (activity.is_none() || r.activity_id == *activity))
-            .filter(|r| matches!(r.operation_type, Some(OperationType::ExecuteTaskNormal | OperationType::ExecuteTaskAgent | OperationType::RedirectTask)))
+            .filter(|r| {
+                r.user_id.as_deref() == Some(user)
+                    && (activity.is_none() || r.activity_id == *activity)
+            })
+            .filter(|r| {
+                matches!(
+                    r.operation_type,
+                    Some(
+                        OperationType::ExecuteTaskNormal
+                            | OperationType::ExecuteTaskAgent
+                            | OperationType::RedirectTask
+                    )
+                )
+            })
             .filter_map(|r| r.remark.clone())
             .next_back()
     };
     let mut events: Vec<ApprovalEvent> = Vec::new();
     for task in &detail.tasks {
-        let Some(user) = task.user_id.clone() else { continue };
+        let Some(user) = task.user_id.clone() else {
+            continue;
+        };
         match task.result.as_ref() {
-            Some(TaskResult::Agree | TaskResult::Refuse) => events.push(ApprovalEvent::TaskDecided {
-                node_id: None,
-                verdict: if task.result == Some(TaskResult::Agree) { Verdict::Agree } else { Verdict::Refuse },
-                remark: remark_of(&user, &task.activity_id),
-                backend_user_id: user,
-                at: time(&task.finish_time),
-            }),
+            Some(TaskResult::Agree | TaskResult::Refuse) => {
+                events.push(ApprovalEvent::TaskDecided {
+                    node_id: None,
+                    verdict: if task.result == Some(TaskResult::Agree) {
+                        Verdict::Agree
+                    } else {
+                        Verdict::Refuse
+                    },
+                    remark: remark_of(&user, &task.activity_id),
+                    backend_user_id: user,
+                    at: time(&task.finish_time),
+                })
+            }
             Some(TaskResult::Redirected) => events.push(ApprovalEvent::TaskHandedOver {
                 node_id: None,
                 remark: remark_of(&user, &task.activity_id),
@@ -221,18 +284,37 @@ pub fn events_from_instance(detail: &InstanceDetail, now: i64) -> Vec<ApprovalEv
                 at: time(&task.finish_time),
             }),
             _ if matches!(task.status, Some(TaskStatus::Running | TaskStatus::New)) => {
-                events.push(ApprovalEvent::TaskStarted { backend_user_id: user, person: None, at: time(&task.create_time) })
+                events.push(ApprovalEvent::TaskStarted {
+                    backend_user_id: user,
+                    person: None,
+                    at: time(&task.create_time),
+                })
             }
             _ => {}
         }
     }
     events.sort_by_key(ApprovalEvent::at);
     let end = time(&detail.finish_time);
-    let closing = detail.operation_records.iter().rev().find_map(|r| r.remark.clone());
+    let closing = detail
+        .operation_records
+        .iter()
+        .rev()
+        .find_map(|r| r.remark.clone());
     match detail.outcome() {
-        Some(InstanceOutcome::Approved) => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Agree, remark: None, at: end }),
-        Some(InstanceOutcome::Rejected) => events.push(ApprovalEvent::InstanceFinished { verdict: Verdict::Refuse, remark: closing, at: end }),
-        Some(InstanceOutcome::Terminated) => events.push(ApprovalEvent::InstanceTerminated { remark: closing, at: end }),
+        Some(InstanceOutcome::Approved) => events.push(ApprovalEvent::InstanceFinished {
+            verdict: Verdict::Agree,
+            remark: None,
+            at: end,
+        }),
+        Some(InstanceOutcome::Rejected) => events.push(ApprovalEvent::InstanceFinished {
+            verdict: Verdict::Refuse,
+            remark: closing,
+            at: end,
+        }),
+        Some(InstanceOutcome::Terminated) => events.push(ApprovalEvent::InstanceTerminated {
+            remark: closing,
+            at: end,
+        }),
         None => {}
     }
     events

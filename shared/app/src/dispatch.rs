@@ -82,8 +82,14 @@ pub async fn reconcile(app: &App, id: &str, now: i64) -> AppResult<()> {
         Ok(mut events) if !events.is_empty() => {
             // Approvers who joined by a transfer are named as Dataphin users.
             for ev in &mut events {
-                if let ApprovalEvent::TaskStarted { backend_user_id, person, .. } = ev {
-                    *person = Some(person_for_backend_id(app, &t.tenant_id, backend_user_id).await?);
+                if let ApprovalEvent::TaskStarted {
+                    backend_user_id,
+                    person,
+                    ..
+                } = ev
+                {
+                    *person =
+                        Some(person_for_backend_id(app, &t.tenant_id, backend_user_id).await?);
                 }
             }
             callback::fold(app, id, None, &events).await?;

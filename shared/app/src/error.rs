@@ -36,7 +36,9 @@ pub enum AppError {
 impl From<ModelError> for AppError {
     fn from(e: ModelError) -> Self {
         match e {
-            ModelError::InvalidJson(m) => AppError::InvalidJson(format!("body is not valid JSON: {m}")),
+            ModelError::InvalidJson(m) => {
+                AppError::InvalidJson(format!("body is not valid JSON: {m}"))
+            }
             other => AppError::InvalidField(other.to_string()),
         }
     }
@@ -91,7 +93,8 @@ impl AppError {
 
     /// Dataphin-facing body (SPEC 4): camelCase.
     pub fn dataphin_body(&self) -> Value {
-        let mut body = json!({"success": false, "errorCode": self.code(), "errorMessage": self.to_string()});
+        let mut body =
+            json!({"success": false, "errorCode": self.code(), "errorMessage": self.to_string()});
         if let AppError::UnmappedUser(users) = self {
             body["unmappedUsers"] = json!(users);
         }

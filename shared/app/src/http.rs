@@ -61,13 +61,23 @@ pub fn query(req: &Request) -> HashMap<String, String> {
 /// The path's segments, whatever stage prefix the front door added.
 pub fn segments(req: &Request) -> Vec<String> {
     let path = req.raw_http_path();
-    let path = if path.is_empty() { req.uri().path().to_string() } else { path.to_string() };
+    let path = if path.is_empty() {
+        req.uri().path().to_string()
+    } else {
+        path.to_string()
+    };
     path.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
             url::form_urlencoded::parse(s.as_bytes())
                 .next()
-                .map(|(k, v)| if v.is_empty() { k.into_owned() } else { format!("{k}={v}") })
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.into_owned()
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
                 .unwrap_or_default()
         })
         .collect()
@@ -82,9 +92,19 @@ pub fn now_ms() -> i64 {
 
 /// Dataphin's access token check: the token compared in constant time, then the timestamp
 /// (milliseconds) inside the skew window. Runs before the body is parsed.
-pub fn check_access_token(config: &Config, query: &HashMap<String, String>, now: i64) -> Result<(), AppError> {
-    let token = query.get("accessToken").map(String::as_str).unwrap_or_default();
-    if !crypto::constant_time_eq(token.as_bytes(), config.dataphin_access_token.expose().as_bytes()) {
+pub fn check_access_token(
+    config: &Config,
+    query: &HashMap<String, String>,
+    now: i64,
+) -> Result<(), AppError> {
+    let token = query
+        .get("accessToken")
+        .map(String::as_str)
+        .unwrap_or_default();
+    if !crypto::constant_time_eq(
+        token.as_bytes(),
+        config.dataphin_access_token.expose().as_bytes(),
+    ) {
         return Err(AppError::InvalidAccessToken);
     }
     let ts = query
@@ -105,12 +125,15 @@ pub fn check_admin(req: &Request, token: &Secret) -> Result<(), AppError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let presented = header.strip_prefix("Bearer ").unwrap_or_default().trim();
-    if presented.is_empty() || !crypto::constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) {
+    if presented.is_empty()
+        || !crypto::constant_time_eq(presented.as_bytes(), token.expose().as_bytes())
+    {
         return Err(AppError::Unauthorized);
     }
     Ok(())
 }
 
 pub fn parse_json(body: &[u8]) -> Result<Value, AppError> {
-    serde_json::from_slice(body).map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))
 }

@@ -9,8 +9,8 @@ pub mod delivery;
 pub mod dispatch;
 pub mod error;
 pub mod http;
-pub mod query;
 pub mod mapping;
+pub mod query;
 pub mod rules;
 pub mod submit;
 pub mod telemetry;
@@ -53,7 +53,10 @@ impl App {
         Ok(app)
     }
 
-    pub fn build(config: Config, dynamo: aws_sdk_dynamodb::Client) -> Result<App, lambda_http::Error> {
+    pub fn build(
+        config: Config,
+        dynamo: aws_sdk_dynamodb::Client,
+    ) -> Result<App, lambda_http::Error> {
         let store = Store::new(
             dynamo,
             config.tickets_table.clone(),

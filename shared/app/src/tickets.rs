@@ -96,7 +96,9 @@ where
         let ms = rand::thread_rng().gen_range(5..30) * u64::from(attempt.min(8) + 1);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    Err(AppError::Internal(format!("ticket {id}: too much concurrent change, try again")))
+    Err(AppError::Internal(format!(
+        "ticket {id}: too much concurrent change, try again"
+    )))
 }
 
 /// Stable ticket id for (tenantId, applyId): the one conditional create is the idempotency check.

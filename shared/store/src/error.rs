@@ -31,7 +31,8 @@ impl StoreError {
             .unwrap_or_else(|| format!("{err}"));
         match code.as_str() {
             "ConditionalCheckFailedException" => StoreError::Conflict,
-            "ProvisionedThroughputExceededException" | "ThrottlingException"
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
             | "RequestLimitExceeded" => StoreError::Throttled(message),
             "" => StoreError::Dynamo(format!("{err:?}").chars().take(300).collect()),
             _ => StoreError::Dynamo(format!("{code}: {message}")),

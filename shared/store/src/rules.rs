@@ -34,7 +34,11 @@ impl Store {
     /// Stores a new version of the rules document. `expected` is the version it replaces
     /// (`None`: only if no document is stored yet). Returns the new version; `Conflict` when
     /// another writer got there first.
-    pub async fn put_rules(&self, document: &str, expected: Option<u64>) -> Result<u64, StoreError> {
+    pub async fn put_rules(
+        &self,
+        document: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
         let version = expected.unwrap_or(0) + 1;
         let mut put = self
             .client

@@ -64,7 +64,11 @@ pub(crate) fn ticket_pk(id: &str) -> String {
 }
 
 /// The attributes derived from a ticket: the document and the index keys.
-fn ticket_attributes(ticket: &Ticket, summary: &Value, due_at: Option<i64>) -> Result<Item, StoreError> {
+fn ticket_attributes(
+    ticket: &Ticket,
+    summary: &Value,
+    due_at: Option<i64>,
+) -> Result<Item, StoreError> {
     let doc = serde_json::to_string(ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let list_status = ticket.status.list_status();
     let shard = shard_of(&ticket.id, LIST_SHARDS);
@@ -230,7 +234,11 @@ impl Store {
     }
 
     /// Remembers which ticket a backend instance belongs to (callbacks name the instance only).
-    pub async fn link_instance(&self, instance_id: &str, ticket_id: &str) -> Result<(), StoreError> {
+    pub async fn link_instance(
+        &self,
+        instance_id: &str,
+        ticket_id: &str,
+    ) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.tickets)
@@ -243,7 +251,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn ticket_for_instance(&self, instance_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn ticket_for_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<String>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -294,7 +305,12 @@ impl Store {
 
     /// Remembers an inbound event id for a while (TTL), so that a replay is recognised even when
     /// it is about no ticket. Returns false if it was seen before.
-    pub async fn remember_event(&self, source: &str, event_id: &str, expires_at_secs: i64) -> Result<bool, StoreError> {
+    pub async fn remember_event(
+        &self,
+        source: &str,
+        event_id: &str,
+        expires_at_secs: i64,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .put_item()

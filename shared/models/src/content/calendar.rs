@@ -26,7 +26,9 @@ pub fn parse_datetime_ms(text: &str) -> Option<i64> {
     let mut parts = time.split(':');
     let hours: i64 = parts.next()?.parse().ok()?;
     let minutes: i64 = parts.next()?.parse().ok()?;
-    let seconds: i64 = parts.next().map_or(Some(0), |s| s.get(..2).unwrap_or(s).parse().ok())?;
+    let seconds: i64 = parts
+        .next()
+        .map_or(Some(0), |s| s.get(..2).unwrap_or(s).parse().ok())?;
     if hours > 23 || minutes > 59 || seconds > 60 {
         return None;
     }
@@ -109,8 +111,14 @@ mod tests {
     #[test]
     fn dingtalk_times_parse_to_millis() {
         assert_eq!(parse_datetime_ms("1970-01-01T00:01Z"), Some(60_000));
-        assert_eq!(parse_datetime_ms("2022-08-31T11:52Z"), Some(1_661_946_720_000));
-        assert_eq!(parse_datetime_ms("2022-08-31T11:52:30Z"), Some(1_661_946_750_000));
+        assert_eq!(
+            parse_datetime_ms("2022-08-31T11:52Z"),
+            Some(1_661_946_720_000)
+        );
+        assert_eq!(
+            parse_datetime_ms("2022-08-31T11:52:30Z"),
+            Some(1_661_946_750_000)
+        );
         assert_eq!(parse_datetime_ms("2022-08-31"), None);
     }
 

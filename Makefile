@@ -9,3 +9,12 @@ dev:
 # Formatting, clippy, every test (with its own dynalite), rules sample, cfn-lint, sam validate.
 test:
 	bash infra/scripts/test.sh
+
+# Speed, measured against a bare lambda_http baseline in the same run (see infra/bench). Not part of
+# `make test`: the release build with fat LTO takes minutes. Two builds so the bench's own
+# dependencies do not change the function binaries being measured.
+.PHONY: bench
+bench:
+	cargo build --release -p submit -p callback -p query -p withdraw -p admin -p dispatch
+	cargo build --release -p bridge-bench
+	$${CARGO_TARGET_DIR:-target}/release/bridge-bench $(BENCH_ARGS)

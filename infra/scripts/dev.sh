@@ -75,6 +75,7 @@ GROUPS_STARTED+=("$WATCH_PID")
 wait_port "$INVOKE_PORT" 120 "$WATCH_PID" || die "cargo lambda watch did not start on port $INVOKE_PORT"
 
 # EventBridge runs dispatch every minute in AWS; here a loop sends it the same scheduled event.
+# shellcheck disable=SC2016 # expanded by the inner shell, on every tick
 setsid bash -c '
   while sleep 60; do
     curl -s -o /dev/null -X POST -H "content-type: application/json" \

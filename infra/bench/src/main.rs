@@ -45,12 +45,14 @@ struct Options {
     out: Option<PathBuf>,
     skip_cold: bool,
     skip_handlers: bool,
+    /// Extra variables for the spawned functions (`--env K=V`), for what-if runs.
+    extra_env: Vec<(String, String)>,
 }
 
 const USAGE: &str =
     "bridge-bench [--runs N (20)] [--warm N (200)] [--ops N (200)] [--creates N (100)] \
 [--list-runs N (30)] [--quick] [--dynamo-port P (8805)] [--dynalite PATH] [--out FILE] \
-[--skip-cold] [--skip-handlers]";
+[--skip-cold] [--skip-handlers] [--env KEY=VALUE]...";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, BenchError> {
     let mut o = Options {
@@ -66,6 +68,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, BenchError>
         out: None,
         skip_cold: false,
         skip_handlers: false,
+        extra_env: Vec::new(),
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -92,6 +95,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, BenchError>
             }
             "--dynalite" => o.dynalite = value()?.into(),
             "--out" => o.out = Some(value()?.into()),
+            "--env" => {
+                let pair = value()?;
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    BenchError::Usage(format!("--env {pair}: expected KEY=VALUE"))
+                })?;
+                o.extra_env.push((k.to_string(), v.to_string()));
+            }
             "--skip-cold" => o.skip_cold = true,
             "--skip-handlers" => o.skip_handlers = true,
             "--quick" => {
@@ -243,6 +253,9 @@ async fn cold_starts(
     set(&mut env, "AWS_ENDPOINT_URL_DYNAMODB", dynalite.endpoint());
     let rules = stack::workspace_root().join("infra/rules.sample.json");
     set(&mut env, "RULES_FILE", rules.display().to_string());
+    for (k, v) in &options.extra_env {
+        set(&mut env, k, v.clone());
+    }
     let target = |name: &str, expect: Expect, env: Vec<(String, String)>| Target {
         name: name.to_string(),
         binary: bin_dir.join(name),
@@ -550,6 +563,14 @@ mod tests {
             (o.runs, o.warm, o.dynamo_port, o.skip_cold),
             (5, 50, 9000, true)
         );
+        let o = args(&["--env", "RUST_LOG=warn", "--env", "A=b=c"]).unwrap();
+        assert_eq!(
+            o.extra_env,
+            [
+                ("RUST_LOG".to_string(), "warn".to_string()),
+                ("A".into(), "b=c".into())
+            ]
+        );
     }
 
     #[test]
@@ -559,6 +580,7 @@ mod tests {
             &["--runs"],
             &["--nope"],
             &["--dynamo-port", "70000"],
+            &["--env", "NOEQUALS"],
         ] {
             let err = args(bad).err().expect("refused").to_string();
             assert!(err.starts_with("usage:"), "{err}");

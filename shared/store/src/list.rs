@@ -385,34 +385,43 @@ impl Store {
             }
         }
         let key_range_empty = matches!(key_range, (Some(a), Some(b)) if a > b);
-        let mut hits = Vec::new();
-        let mut total = 0u64;
-        for p in &plan.partitions {
-            if plan.read_all {
-                let (h, _) = self
-                    .query_partition(&plan, p, base, r.descending, None, None, false)
-                    .await?;
-                total += h.len() as u64;
-                hits.extend(h);
-                continue;
-            }
-            if !key_range_empty {
-                let (h, _) = self
-                    .query_partition(
-                        &plan,
+        // The partitions are independent: query them all at once, then merge.
+        let per_partition = plan.partitions.iter().map(|p| {
+            let plan = &plan;
+            let cursor = cursor.as_ref();
+            async move {
+                if plan.read_all {
+                    let (h, _) = self
+                        .query_partition(plan, p, base, r.descending, None, None, false)
+                        .await?;
+                    let n = h.len() as u64;
+                    return Ok::<_, StoreError>((h, n));
+                }
+                let page = async {
+                    if key_range_empty {
+                        return Ok(Vec::new());
+                    }
+                    self.query_partition(
+                        plan,
                         p,
                         key_range,
                         r.descending,
-                        cursor.as_ref(),
+                        cursor,
                         Some(want),
                         false,
                     )
-                    .await?;
-                hits.extend(h);
+                    .await
+                    .map(|(h, _)| h)
+                };
+                let count = self.query_partition(plan, p, base, r.descending, None, None, true);
+                let (h, (_, c)) = futures::future::try_join(page, count).await?;
+                Ok((h, c))
             }
-            let (_, c) = self
-                .query_partition(&plan, p, base, r.descending, None, None, true)
-                .await?;
+        });
+        let mut hits = Vec::new();
+        let mut total = 0u64;
+        for (h, c) in futures::future::try_join_all(per_partition).await? {
+            hits.extend(h);
             total += c;
         }
         let dir = |a: &Hit, b: &Hit| (a.sort, &a.id).cmp(&(b.sort, &b.id));

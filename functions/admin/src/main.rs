@@ -1,14 +1,6 @@
-//! Lambda entry point: logs, configuration and clients built once, then serve.
-
-use lambda_http::{run, service_fn, Error, Request};
+//! Lambda entry point: see `app::serve` (logs, configuration and clients built once, then serve).
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    app::telemetry::init();
-    let app = app::App::from_env().await?;
-    let app = &app;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(admin::handle(app, req).await)
-    }))
-    .await
+async fn main() -> Result<(), lambda_http::Error> {
+    app::serve(admin::handle).await
 }

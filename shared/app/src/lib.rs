@@ -72,3 +72,20 @@ impl App {
         })
     }
 }
+
+/// Runs an HTTP function: logs, the context built once for the container's lifetime, then every
+/// request to `handler`. Each function's `main` is this one call.
+pub async fn serve<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(&'static App, lambda_http::Request) -> Fut + Sync,
+    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>> + Send,
+{
+    telemetry::init();
+    // The context lives as long as the process: leaking it gives handlers a plain reference.
+    let app: &'static App = Box::leak(Box::new(App::from_env().await?));
+    let handler = &handler;
+    lambda_http::run(lambda_http::service_fn(move |req| async move {
+        Ok::<_, lambda_http::Error>(handler(app, req).await)
+    }))
+    .await
+}

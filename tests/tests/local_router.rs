@@ -107,7 +107,7 @@ impl Watch {
         let log_path = tmp.join(format!("{}.log", unique("bridge-router")));
         std::fs::write(&env_path, env).expect("write the env file");
         let log = File::create(&log_path).expect("create the watch log");
-        let child = Command::new("cargo")
+        let child = without_test_crate_env(&mut Command::new("cargo"))
             .args([
                 "lambda",
                 "watch",
@@ -198,6 +198,30 @@ impl Drop for Watch {
     }
 }
 
+/// Removes the variables `cargo test` sets for this test crate. Inherited by a nested cargo they
+/// look like changed settings to build scripts that watch them (ring watches
+/// `CARGO_MANIFEST_DIR`), and dependencies would be rebuilt for nothing.
+fn without_test_crate_env(command: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let per_crate = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            );
+        if per_crate {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 /// Builds the function binaries the test calls, so the first invocation through the watch
 /// server starts them instead of compiling them inside the request. Built by `--bin` from the
 /// workspace root, as `cargo lambda watch` runs them, so features resolve the same way and the
@@ -205,7 +229,9 @@ impl Drop for Watch {
 fn build_functions(binaries: &[&str]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
-    command.arg("build").current_dir(repo_root());
+    without_test_crate_env(&mut command)
+        .arg("build")
+        .current_dir(repo_root());
     for binary in binaries {
         command.args(["--bin", binary]);
     }

@@ -314,13 +314,8 @@ pub async fn dispatch(app: &App, id: &str, submission: &Submission, now: i64) ->
                 if t.status.is_final() && t.backend_cancel.is_none() {
                     // Withdrawn or expired while the backend was creating: that instance is owed a
                     // cancellation, or approvers could still act on it.
-                    t.backend_cancel = Some(models::ticket::BackendCancel {
-                        reason: t.reason.clone().unwrap_or_else(|| "withdrawn".into()),
-                        attempts: 0,
-                        last_error: None,
-                        next_attempt_at: now,
-                        done: false,
-                    });
+                    let reason = t.reason.clone().unwrap_or_else(|| "withdrawn".into());
+                    crate::withdraw::owe_cancellation(t, &reason, None, now);
                 }
                 t.record(
                     now,

@@ -158,13 +158,7 @@ pub async fn withdraw(
             Value::Null,
         );
         if let Err(err) = &cancelled {
-            t.backend_cancel = Some(BackendCancel {
-                reason: remark.clone(),
-                attempts: 1,
-                last_error: Some(err.clone()),
-                next_attempt_at: now + CANCEL_RETRY_MS,
-                done: false,
-            });
+            owe_cancellation(t, &remark, Some(err.clone()), now + CANCEL_RETRY_MS);
         }
         t.finish(
             TicketStatus::Withdrawn,
@@ -210,13 +204,7 @@ pub async fn expire(app: &App, id: &str, now: i64) -> AppResult<()> {
             return Ok(false);
         }
         if let Err(err) = &cancelled {
-            t.backend_cancel = Some(BackendCancel {
-                reason: reason.clone(),
-                attempts: 1,
-                last_error: Some(err.clone()),
-                next_attempt_at: now + CANCEL_RETRY_MS,
-                done: false,
-            });
+            owe_cancellation(t, &reason, Some(err.clone()), now + CANCEL_RETRY_MS);
         }
         t.finish(
             TicketStatus::Expired,
@@ -263,4 +251,21 @@ pub async fn retry_cancel(app: &App, id: &str, now: i64) -> AppResult<()> {
     })
     .await?;
     Ok(())
+}
+
+/// Records that the backend instance must still be cancelled (the dispatcher retries it).
+/// `failure` is the error of an attempt already made, if any.
+pub(crate) fn owe_cancellation(
+    t: &mut Ticket,
+    reason: &str,
+    failure: Option<String>,
+    next_attempt_at: i64,
+) {
+    t.backend_cancel = Some(BackendCancel {
+        reason: reason.to_string(),
+        attempts: u32::from(failure.is_some()),
+        last_error: failure,
+        next_attempt_at,
+        done: false,
+    });
 }

@@ -99,9 +99,9 @@ pub fn now_ms() -> i64 {
     app::http::now_ms()
 }
 
-/// The contract folder beside the repo.
+/// The repository's copy of the contract fixtures (`fixtures/`).
 pub fn contract_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {

@@ -36,7 +36,7 @@ pub struct Templates(pub Vec<StoredTicket>);
 
 fn fixture(name: &str) -> Result<Vec<u8>, BenchError> {
     let path = stack::workspace_root()
-        .join("../shared/fixtures/submissions")
+        .join("fixtures/submissions")
         .join(name);
     std::fs::read(&path).map_err(BenchError::io(format!("read {}", path.display())))
 }

@@ -1,4 +1,4 @@
-//! The published DingTalk/WeCom vectors (`shared/fixtures/crypto/vectors.json`), each in the direction it
+//! The published DingTalk/WeCom vectors (`fixtures/crypto/vectors.json`), each in the direction it
 //! states.
 
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use serde_json::Value;
 
 fn vectors() -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/crypto/vectors.json");
+        .join("../../fixtures/crypto/vectors.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let doc: Value = serde_json::from_str(&text).expect("vectors.json is JSON");

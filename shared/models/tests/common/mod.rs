@@ -1,4 +1,4 @@
-//! Shared helpers: the contract fixtures sit beside the repository (`/work/shared`).
+//! Shared helpers: the contract fixtures, copied into the repository (`fixtures/`).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use models::Submission;
 
 pub fn fixtures_dir(kind: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
+        .join("../../fixtures")
         .join(kind)
 }
 

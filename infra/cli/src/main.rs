@@ -5,6 +5,8 @@
 //!   configured for (`AWS_ENDPOINT_URL_DYNAMODB` for a local server). Idempotent.
 //! - `bridge validate-rules <file>`: validates a rules document (SPEC 6) exactly as `PUT /rules`
 //!   does, for CI and before deploys.
+//! - `bridge sandbox`: DingTalk, a company BPM and Dataphin on `SANDBOX_PORT` with a page and a
+//!   JSON API to act as them (SPEC 11), configured by the bridge's own settings; `make dev` runs it.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -13,7 +15,7 @@ use models::rules::{RulesDocument, RulesError};
 use store::schema::{self, SchemaError};
 use thiserror::Error;
 
-const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file>";
+const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file> | bridge sandbox";
 
 #[derive(Debug, Error)]
 enum CliError {
@@ -30,6 +32,10 @@ enum CliError {
     InvalidRules { path: String, source: RulesError },
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    #[error(transparent)]
+    SandboxConfig(#[from] sandbox::config::ConfigError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::server::SandboxError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -40,7 +46,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sandbox=info")),
         )
         .init();
 
@@ -48,6 +54,7 @@ fn main() -> ExitCode {
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["create-tables"] => create_tables(),
         ["validate-rules", path] => validate_rules(path),
+        ["sandbox"] => run_sandbox(),
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -92,6 +99,16 @@ fn create_tables() -> Result<String, CliError> {
     Ok(format!(
         "tables ready: tickets={tickets} user_mappings={user_mappings}"
     ))
+}
+
+fn run_sandbox() -> Result<String, CliError> {
+    let config = sandbox::config::SandboxConfig::from_env()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(sandbox::server::run(config))?;
+    Ok("sandbox stopped".into())
 }
 
 fn validate_rules(path: &str) -> Result<String, CliError> {

@@ -39,6 +39,8 @@ pub struct FakeBpm {
     base_url: String,
     state: Arc<Mutex<BpmState>>,
     task: JoinHandle<()>,
+    /// The same route and state, for `bridge sandbox` to mount on its own port.
+    router: Router,
 }
 
 #[derive(Default)]
@@ -74,6 +76,7 @@ impl FakeBpm {
             .await
             .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
+        let router = app.clone();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("fake BPM serves");
         });
@@ -81,6 +84,7 @@ impl FakeBpm {
             base_url: format!("http://{addr}"),
             state,
             task,
+            router,
         }
     }
 
@@ -96,6 +100,25 @@ impl FakeBpm {
     /// While down, every request is answered 503 and nothing is recorded.
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;
+    }
+
+    /// The BPM's route (`/`) on its state, for `bridge sandbox` to mount on its own port.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Puts back an instance kept from an earlier run (`bridge sandbox` restarts), so a repeated
+    /// `ticket.created` reuses it and `ticket.withdrawn` finds it; new ids follow the highest.
+    pub fn restore_instance(&self, ticket_id: &str, instance_id: &str) {
+        let mut s = self.lock();
+        if let Some(n) = instance_id
+            .strip_prefix("bpm-")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            s.next_instance = s.next_instance.max(n);
+        }
+        s.instance_by_key
+            .insert(ticket_id.to_owned(), instance_id.to_owned());
     }
 
     /// While set, `ticket.withdrawn` is answered 409 (the BPM will not cancel) and not recorded.

@@ -36,6 +36,8 @@ pub struct FakeDataphin {
     base_url: String,
     state: Arc<Mutex<DataphinState>>,
     task: JoinHandle<()>,
+    /// The same route and state, for `bridge sandbox` to mount on its own port.
+    router: Router,
 }
 
 #[derive(Default)]
@@ -74,6 +76,7 @@ impl FakeDataphin {
             .await
             .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
+        let router = app.clone();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .await
@@ -83,6 +86,7 @@ impl FakeDataphin {
             base_url: format!("http://{addr}"),
             state,
             task,
+            router,
         }
     }
 
@@ -103,6 +107,12 @@ impl FakeDataphin {
     /// While down, every request is answered 503 and nothing is recorded.
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;
+    }
+
+    /// The receiver's route ([`CALLBACK_PATH`]) on its state, for `bridge sandbox` to mount on its
+    /// own port.
+    pub fn router(&self) -> Router {
+        self.router.clone()
     }
 
     /// The next `n` requests are answered 500 and not recorded.

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,7 +39,7 @@ pub const FAKE_CORP_ID: &str = "dingfakecorp0000";
 const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
 
 /// One approver's task, as the get call shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FakeTask {
     /// A number, as DingTalk sends it.
@@ -56,7 +56,7 @@ pub struct FakeTask {
 }
 
 /// One history entry, as the get call shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FakeRecord {
     pub user_id: String,
@@ -73,7 +73,7 @@ pub struct FakeRecord {
 }
 
 /// One step of an instance's flow, from the create's `approvers`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FakeStep {
     /// `AND|OR|NONE`.
     pub action_type: String,
@@ -81,7 +81,8 @@ pub struct FakeStep {
 }
 
 /// An instance the fake holds.
-#[derive(Debug, Clone)]
+/// Serializable so `bridge sandbox` can keep instances across restarts (`created_at` restarts then).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FakeInstance {
     pub id: String,
     pub process_code: String,
@@ -98,6 +99,7 @@ pub struct FakeInstance {
     pub records: Vec<FakeRecord>,
     /// The accepted create body, as sent.
     pub create_body: Value,
+    #[serde(skip, default = "Instant::now")]
     pub created_at: Instant,
     pub create_ms: i64,
     pub finish_ms: Option<i64>,
@@ -208,6 +210,8 @@ pub struct FakeDingTalk {
     shared: Arc<Shared>,
     addr: SocketAddr,
     server: JoinHandle<()>,
+    /// The same routes and state, for `bridge sandbox` to mount on its own port.
+    router: Router,
 }
 
 impl Drop for FakeDingTalk {
@@ -260,6 +264,7 @@ impl FakeDingTalk {
             inner: listener,
             down,
         };
+        let router = app.clone();
         let server = tokio::spawn(async move {
             let _ = axum::serve(gate, app).await;
         });
@@ -267,12 +272,29 @@ impl FakeDingTalk {
             shared,
             addr,
             server,
+            router,
         }
     }
 
     /// `http://127.0.0.1:PORT`, to use as `DINGTALK_API_BASE`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The fake's routes on its state, for `bridge sandbox` to serve on its own port (the
+    /// switches of this handle apply there too, except [`FakeDingTalk::set_down`]).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Puts back an instance kept from an earlier run (`bridge sandbox` restarts); later task ids
+    /// follow the highest one restored.
+    pub fn restore_instance(&self, instance: FakeInstance) {
+        let mut inner = self.shared.lock();
+        if let Some(max) = instance.tasks.iter().map(|t| t.task_id).max() {
+            inner.next_task_id = inner.next_task_id.max(max);
+        }
+        inner.instances.insert(instance.id.clone(), instance);
     }
 
     /// Makes `code` a known approval template; creates with any other process code get `processCodeError`.

@@ -3,4 +3,5 @@
 //! 127.0.0.1, and a DynamoDB-compatible server.
 
 pub use sandbox::{fake_bpm, fake_dataphin, fake_dingtalk};
+pub mod fault_proxy;
 pub mod harness;

@@ -93,28 +93,121 @@ fn millis(v: &Value, keys: &[&str]) -> i64 {
         .unwrap_or_else(crate::http::now_ms)
 }
 
+/// The id a DingTalk event is deduplicated by: its `eventId`, else what identifies it.
+fn dingtalk_event_id(event_type: &str, instance: &str, e: &Value) -> String {
+    text(e, "eventId").unwrap_or_else(|| {
+        format!(
+            "{event_type}/{instance}/{}/{}/{}/{}",
+            text(e, "taskId").unwrap_or_default(),
+            text(e, "type").unwrap_or_default(),
+            text(e, "result").unwrap_or_default(),
+            text(e, "staffId").unwrap_or_default()
+        )
+    })
+}
+
 async fn handle_dingtalk_event(app: &App, event_type: &str, e: &Value) -> AppResult<()> {
     let Some(instance) = text(e, "processInstanceId") else {
         return Err(AppError::InvalidField(
             "processInstanceId is missing".into(),
         ));
     };
-    let Some(ticket_id) = app.store.ticket_for_instance(&instance).await? else {
-        // Not ours (another app's instance on the same subscription): acknowledge and ignore.
-        tracing::info!(instance_id = %instance, "event for an unknown instance ignored");
+    match app.store.ticket_for_instance(&instance).await? {
+        Some(ticket_id) => apply_dingtalk(app, &ticket_id, &instance, event_type, e).await,
+        None => {
+            let key = dingtalk_event_id(event_type, &instance, e);
+            keep_early(app, &instance, SOURCE_DINGTALK, &key, e).await
+        }
+    }
+}
+
+const SOURCE_DINGTALK: &str = "dingtalk";
+const SOURCE_WEBHOOK: &str = "webhook";
+
+/// Keeps an event whose instance is not linked to a ticket yet (DingTalk pushes `start` and even
+/// `finish` before its create reply reaches the bridge). The create applies it when it links the
+/// instance; if the create linked it meanwhile (and looked before this event was kept), this
+/// call applies it itself, so the event is never answered and forgotten. Events of instances that
+/// are not ours just wait until their TTL ends.
+async fn keep_early(
+    app: &App,
+    instance: &str,
+    source: &str,
+    key: &str,
+    e: &Value,
+) -> AppResult<()> {
+    tracing::info!(instance_id = %instance, source, "event before its instance was linked: kept");
+    app.store
+        .keep_waiting_event(
+            instance,
+            source,
+            key,
+            &e.to_string(),
+            crate::http::now_ms() / 1000,
+        )
+        .await?;
+    if app.store.ticket_for_instance(instance).await?.is_some() {
+        apply_waiting(app, instance).await?;
+    }
+    Ok(())
+}
+
+/// Applies every event kept for `instance` to its ticket and removes it. Called by the create once
+/// it has linked the instance, by a late early event, and by reconciliation (the safety net when a
+/// create died between linking and applying). An event that can never apply is logged and dropped.
+pub async fn apply_waiting(app: &App, instance: &str) -> AppResult<()> {
+    let Some(ticket_id) = app.store.ticket_for_instance(instance).await? else {
         return Ok(());
     };
+    for w in app.store.waiting_events(instance).await? {
+        let e: Value = match serde_json::from_str(&w.body) {
+            Ok(v) => v,
+            Err(err) => {
+                tracing::warn!(instance_id = %instance, error = %err, "kept event unreadable: dropped");
+                app.store.drop_waiting_event(instance, &w.key).await?;
+                continue;
+            }
+        };
+        let result = match w.source.as_str() {
+            SOURCE_DINGTALK => {
+                let event_type = text(&e, "EventType").unwrap_or_default();
+                apply_dingtalk(app, &ticket_id, instance, &event_type, &e).await
+            }
+            SOURCE_WEBHOOK => apply_webhook(app, &ticket_id, &e, crate::http::now_ms()).await,
+            other => Err(AppError::InvalidField(format!("kept event source {other}"))),
+        };
+        match result {
+            Ok(()) => {}
+            Err(
+                err @ (AppError::InvalidField(_)
+                | AppError::InvalidJson(_)
+                | AppError::UnmappedUser(_)),
+            ) => {
+                tracing::warn!(instance_id = %instance, error = %err, "kept event cannot apply: dropped");
+            }
+            Err(err) => return Err(err),
+        }
+        app.store.drop_waiting_event(instance, &w.key).await?;
+    }
+    Ok(())
+}
+
+/// Folds one DingTalk event into its (linked) ticket.
+async fn apply_dingtalk(
+    app: &App,
+    ticket_id: &str,
+    instance: &str,
+    event_type: &str,
+    e: &Value,
+) -> AppResult<()> {
+    let ticket_id = ticket_id.to_string();
+    let instance = instance.to_string();
     let kind = text(e, "type").unwrap_or_default();
     let result = text(e, "result").unwrap_or_default();
     let staff = text(e, "staffId").unwrap_or_default();
     let remark = text(e, "remark");
     let at = millis(e, &["finishTime", "createTime", "EventTime"]);
-    let event_id = text(e, "eventId").unwrap_or_else(|| {
-        format!(
-            "{event_type}/{instance}/{}/{kind}/{result}/{staff}",
-            text(e, "taskId").unwrap_or_default()
-        )
-    });
+    let event_id = dingtalk_event_id(event_type, &instance, e);
     let ticket = tickets::load(app, &ticket_id).await?;
     let event = match (event_type, kind.as_str(), result.as_str()) {
         ("bpms_task_change", _, "redirect") => {
@@ -291,19 +384,51 @@ pub async fn webhook_event(
         text(&e, "event_id").ok_or_else(|| AppError::InvalidField("event_id is missing".into()))?;
     let instance = text(&e, "instance_id")
         .ok_or_else(|| AppError::InvalidField("instance_id is missing".into()))?;
-    let ticket_id = app
-        .store
-        .ticket_for_instance(&instance)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no ticket for instance_id {instance}")))?;
-    let ticket = tickets::load(app, &ticket_id).await?;
+    check_webhook_statuses(&e)?;
+    match app.store.ticket_for_instance(&instance).await? {
+        Some(ticket_id) => apply_webhook(app, &ticket_id, &e, now).await?,
+        None => keep_early(app, &instance, SOURCE_WEBHOOK, &event_id, &e).await?,
+    }
+    Ok(json!({"success": true}))
+}
+
+/// The webhook's status fields, checked before the event is kept or applied.
+fn check_webhook_statuses(e: &Value) -> AppResult<()> {
+    match text(e, "node_status").as_deref() {
+        None | Some("PENDING" | "APPROVED" | "REJECTED") => {}
+        Some(s @ ("DELEGATED" | "TRANSFERRED")) => {
+            if text(e, "to_user").is_none() {
+                return Err(AppError::InvalidField(format!(
+                    "to_user is required for {s}"
+                )));
+            }
+        }
+        Some(other) => {
+            return Err(AppError::InvalidField(format!(
+            "node_status {other} is not one of PENDING, APPROVED, REJECTED, DELEGATED, TRANSFERRED"
+        )))
+        }
+    }
+    match text(e, "final_status").as_deref() {
+        None | Some("APPROVED" | "REJECTED") => Ok(()),
+        Some(other) => Err(AppError::InvalidField(format!(
+            "final_status {other} is not APPROVED or REJECTED"
+        ))),
+    }
+}
+
+/// Folds one BPM webhook event into its (linked) ticket.
+async fn apply_webhook(app: &App, ticket_id: &str, e: &Value, now: i64) -> AppResult<()> {
+    let event_id =
+        text(e, "event_id").ok_or_else(|| AppError::InvalidField("event_id is missing".into()))?;
+    let ticket = tickets::load(app, ticket_id).await?;
     let at = e.get("occurred_at").and_then(Value::as_i64).unwrap_or(now);
-    let node_id = text(&e, "node_id");
+    let node_id = text(e, "node_id");
     let operator = e.get("operator").cloned().unwrap_or(Value::Null);
     let operator_id = text(&operator, "backend_user_id").unwrap_or_default();
     let reason = text(&operator, "reason");
     let mut events = Vec::new();
-    match text(&e, "node_status").as_deref() {
+    match text(e, "node_status").as_deref() {
         Some("APPROVED") => events.push(ApprovalEvent::TaskDecided {
             node_id: node_id.clone(),
             backend_user_id: operator_id,
@@ -319,7 +444,7 @@ pub async fn webhook_event(
             at,
         }),
         Some(s @ ("DELEGATED" | "TRANSFERRED")) => {
-            let to_id = text(&e, "to_user")
+            let to_id = text(e, "to_user")
                 .ok_or_else(|| AppError::InvalidField(format!("to_user is required for {s}")))?;
             let to = person_for_backend_id(app, &ticket.tenant_id, &to_id).await?;
             events.push(ApprovalEvent::TaskHandedOver {
@@ -338,7 +463,7 @@ pub async fn webhook_event(
         )))
         }
     }
-    match text(&e, "final_status").as_deref() {
+    match text(e, "final_status").as_deref() {
         Some("APPROVED") => events.push(ApprovalEvent::InstanceFinished {
             verdict: Verdict::Agree,
             remark: reason,
@@ -358,10 +483,9 @@ pub async fn webhook_event(
     }
     fold(
         app,
-        &ticket_id,
+        ticket_id,
         Some(&format!("webhook/{event_id}")),
         &events,
     )
-    .await?;
-    Ok(json!({"success": true}))
+    .await
 }

@@ -78,6 +78,10 @@ async fn work_on(app: &App, id: &str, now: i64) -> AppResult<bool> {
 /// Asks the backend where a quiet PENDING ticket stands, so a lost event still ends right.
 pub async fn reconcile(app: &App, id: &str, now: i64) -> AppResult<()> {
     let t = tickets::load(app, id).await?;
+    if let Some(instance) = &t.instance_id {
+        // Events kept before the instance was linked, if the create died before applying them.
+        callback::apply_waiting(app, instance).await?;
+    }
     match app.backend.poll(&t, now).await {
         Ok(mut events) if !events.is_empty() => {
             // Approvers who joined by a transfer are named as Dataphin users.

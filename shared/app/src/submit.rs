@@ -330,6 +330,12 @@ pub async fn dispatch(app: &App, id: &str, submission: &Submission, now: i64) ->
             })
             .await?;
             tracing::info!(instance_id = %instance_id, "forwarded to backend");
+            // Events the backend pushed before this reply arrived were kept: apply them now.
+            // A failure here is healed by reconciliation, which applies them too.
+            if let Err(e) = crate::callback::apply_waiting(app, &instance_id).await {
+                tracing::warn!(instance_id = %instance_id, error = %e, "early events not applied yet");
+            }
+            let t = tickets::load(app, id).await.unwrap_or(t);
             Ok(t)
         }
         Err(e) => {

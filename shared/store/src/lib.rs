@@ -11,10 +11,12 @@ pub mod mappings;
 pub mod rules;
 pub mod schema;
 pub mod tickets;
+pub mod waiting;
 
 pub use error::StoreError;
 pub use mappings::{Mapping, MappingPage};
 pub use tickets::{CreateOutcome, StoredTicket};
+pub use waiting::WaitingEvent;
 
 use aws_sdk_dynamodb::Client;
 

@@ -3,6 +3,7 @@
 //! ticket, and the resulting change is reported to Dataphin.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crypto::MessageCrypto;
 use models::ticket::{ApprovalEvent, Outcome, Ticket, Verdict};
@@ -289,9 +290,17 @@ async fn redirect_target(
     let crate::backend::Backend::DingTalk { client, .. } = &app.backend else {
         return None;
     };
-    let detail = match client.get_instance(instance).await {
-        Ok(d) => d,
-        Err(e) => {
+    let detail = match tokio::time::timeout(ANSWER_READ_BUDGET, client.get_instance(instance)).await
+    {
+        Ok(Ok(d)) => d,
+        Err(_) => {
+            tracing::warn!(
+                instance_id = instance,
+                "redirect target unknown: instance read too slow"
+            );
+            return None;
+        }
+        Ok(Err(e)) => {
             tracing::warn!(instance_id = instance, error = %e, "redirect target unknown: instance read failed");
             return None;
         }
@@ -346,9 +355,36 @@ pub async fn fold(
     })
     .await?;
     if changed {
-        delivery::deliver_now(app, ticket_id).await;
+        deliver_within_answer(app, ticket_id).await;
     }
     Ok(())
+}
+
+/// How long an answer (to DingTalk, the BPM, or a create decided at once) may wait on the
+/// delivery its change caused. DingTalk allows 1.5 s; a slow or hanging Dataphin must not make the
+/// bridge miss that. The change is already stored and due, so a delivery cut off here is finished
+/// by the dispatcher once its lease ends (Dataphin deduplicates a re-sent version).
+pub const ANSWER_DELIVERY_BUDGET: Duration = Duration::from_millis(200);
+
+/// How long an answer may wait on the DingTalk read that names a transfer's new approver; past
+/// it, the new approver's own task start completes the handover.
+const ANSWER_READ_BUDGET: Duration = Duration::from_millis(300);
+
+/// Delivers the ticket's due result if Dataphin answers within [`ANSWER_DELIVERY_BUDGET`];
+/// otherwise leaves it due for the dispatcher. Never fails the caller.
+pub async fn deliver_within_answer(app: &App, ticket_id: &str) {
+    if tokio::time::timeout(
+        ANSWER_DELIVERY_BUDGET,
+        delivery::deliver_now(app, ticket_id),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            ticket_id,
+            "Dataphin did not answer within the answer's budget; the delivery stays due"
+        );
+    }
 }
 
 /// `POST /callback/webhook`: HMAC and skew checked before the body is read.

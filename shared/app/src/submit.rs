@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::http::check_access_token;
 use crate::mapping::{self, DataphinUser};
 use crate::tickets::{self, ticket_id};
-use crate::{delivery, rules, views, App, AppError, AppResult};
+use crate::{rules, views, App, AppError, AppResult};
 
 /// How long a create that is calling the backend holds the right to do so; a crashed one frees it.
 const DISPATCH_LEASE_MS: i64 = 30_000;
@@ -96,7 +96,7 @@ pub async fn create(
             "ticket created"
         );
         if ticket.status.is_final() {
-            delivery::deliver_now(app, &ticket.id).await;
+            crate::callback::deliver_within_answer(app, &ticket.id).await;
             return Ok(reply(&ticket));
         }
         ticket = dispatch(app, &ticket.id, &submission, now).await?;

@@ -27,6 +27,39 @@ impl std::fmt::Display for BackendError {
     }
 }
 
+/// A failed DingTalk call, counted by its code (throttles and quota refusals too).
+fn dingtalk_failure(operation: &str, e: &dingtalk::DingTalkError) -> BackendError {
+    let (status, code) = match e {
+        dingtalk::DingTalkError::Api { status, code, .. } => (Some(*status), code.as_str()),
+        dingtalk::DingTalkError::Transport(_) => (None, "transport"),
+        dingtalk::DingTalkError::Timeout => (None, "timeout"),
+        dingtalk::DingTalkError::Invalid(_) => (None, "invalid"),
+        #[allow(unreachable_patterns)]
+        _ => (None, "other"),
+    };
+    let class = crate::metrics::classify_dingtalk(status, code);
+    crate::metrics::backend_error("dingtalk", operation, code, class).emit();
+    BackendError {
+        retryable: e.is_retryable(),
+        message: format!("DingTalk: {e}"),
+    }
+}
+
+/// A failed call to the company BPM.
+fn webhook_failure(operation: &str, e: impl std::fmt::Display) -> BackendError {
+    crate::metrics::backend_error(
+        "webhook",
+        operation,
+        "webhook",
+        crate::metrics::ErrorClass::Other,
+    )
+    .emit();
+    BackendError {
+        retryable: true,
+        message: format!("webhook: {e}"),
+    }
+}
+
 #[derive(Clone)]
 pub enum Backend {
     DingTalk {
@@ -120,13 +153,11 @@ impl Backend {
                         .map(|f| (f.name.clone(), f.value.clone()))
                         .collect(),
                 };
+                crate::metrics::dingtalk_call("create").emit();
                 client
                     .create_instance(&req)
                     .await
-                    .map_err(|e| BackendError {
-                        retryable: e.is_retryable(),
-                        message: format!("DingTalk: {e}"),
-                    })
+                    .map_err(|e| dingtalk_failure("create", &e))
             }
             Backend::Webhook(client) => {
                 let event = json!({
@@ -157,10 +188,7 @@ impl Backend {
                 let reply = client
                     .send(&ticket.id, &event)
                     .await
-                    .map_err(|e| BackendError {
-                        retryable: true,
-                        message: format!("webhook: {e}"),
-                    })?;
+                    .map_err(|e| webhook_failure("create", e))?;
                 reply
                     .get("instance_id")
                     .and_then(|v| {
@@ -183,23 +211,20 @@ impl Backend {
             return Ok(());
         };
         match self {
-            Backend::DingTalk { client, .. } => client
-                .terminate_instance(instance, reason, &ticket.applicant.backend_user_id, true)
-                .await
-                .map_err(|e| BackendError {
-                    retryable: e.is_retryable(),
-                    message: format!("DingTalk: {e}"),
-                }),
+            Backend::DingTalk { client, .. } => {
+                crate::metrics::dingtalk_call("terminate").emit();
+                client
+                    .terminate_instance(instance, reason, &ticket.applicant.backend_user_id, true)
+                    .await
+                    .map_err(|e| dingtalk_failure("terminate", &e))
+            }
             Backend::Webhook(client) => {
                 let event = json!({"event": "ticket.withdrawn", "ticket_id": ticket.id, "instance_id": instance, "reason": reason});
                 client
                     .send(&ticket.id, &event)
                     .await
                     .map(|_| ())
-                    .map_err(|e| BackendError {
-                        retryable: true,
-                        message: format!("webhook: {e}"),
-                    })
+                    .map_err(|e| webhook_failure("terminate", e))
             }
         }
     }
@@ -216,13 +241,11 @@ impl Backend {
         else {
             return Ok(Vec::new());
         };
+        crate::metrics::dingtalk_call("get").emit();
         let detail = client
             .get_instance(instance)
             .await
-            .map_err(|e| BackendError {
-                retryable: e.is_retryable(),
-                message: format!("DingTalk: {e}"),
-            })?;
+            .map_err(|e| dingtalk_failure("get", &e))?;
         Ok(events_from_instance(&detail, now))
     }
 }

@@ -89,7 +89,7 @@ pub async fn deliver(app: &App, id: &str, now: i64) -> AppResult<Attempt> {
             .await;
         let jitter: f64 = rand::thread_rng().gen();
         let error = outcome.as_ref().err().map(|e| e.to_string());
-        tickets::update(app, id, |t| {
+        let recorded = tickets::update(app, id, |t| {
             Ok(record_attempt(
                 t,
                 sent_version,
@@ -100,6 +100,7 @@ pub async fn deliver(app: &App, id: &str, now: i64) -> AppResult<Attempt> {
             ))
         })
         .await?;
+        crate::metrics::ticket::delivery_attempted(&recorded, error.is_none(), now);
         if error.is_some() {
             return Ok(Attempt::Failed);
         }

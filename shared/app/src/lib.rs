@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod error;
 pub mod http;
 pub mod mapping;
+pub mod metrics;
 pub mod query;
 pub mod rules;
 pub mod submit;

@@ -88,7 +88,7 @@ pub async fn create(
                     .ok_or_else(|| AppError::Internal("ticket vanished".into()))?;
                 return resume(app, existing.ticket, &existing.body_hash, &hash, now).await;
             }
-            store::CreateOutcome::Created => {}
+            store::CreateOutcome::Created => crate::metrics::ticket::created(&ticket),
         }
         tracing::info!(
             status = ticket.status.as_str(),

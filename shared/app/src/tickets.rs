@@ -83,13 +83,17 @@ where
 {
     for attempt in 0..MAX_ATTEMPTS {
         let mut t = load(app, id).await?;
+        let before = t.status;
         if !change(&mut t)? {
             return Ok(t);
         }
         let summary = views::list_row(&t);
         let due = next_due(app, &t);
         match app.store.save_ticket(&mut t, &summary, due).await {
-            Ok(()) => return Ok(t),
+            Ok(()) => {
+                crate::metrics::ticket::written(before, &t);
+                return Ok(t);
+            }
             Err(StoreError::Conflict | StoreError::Throttled(_)) => {}
             Err(e) => return Err(e.into()),
         }

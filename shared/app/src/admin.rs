@@ -1,5 +1,6 @@
 //! Ops API for user mappings (SPEC 7) and rules (SPEC 6).
 
+use models::bounds;
 use models::rules::RulesDocument;
 use models::submission::Submission;
 use serde_json::{json, Value};
@@ -19,6 +20,22 @@ const MAPPING_COLUMNS: [&str; 6] = [
 fn mapping_json(m: &Mapping) -> Value {
     json!({"tenant_id": m.tenant_id, "user_id": m.user_id, "user_source_id": m.user_source_id,
            "user_name": m.user_name, "backend_user_id": m.backend_user_id, "backend_dept_id": m.backend_dept_id})
+}
+
+/// The message of a bound violation without its field (rows report the field separately).
+fn bound_message(e: &models::ModelError) -> String {
+    match e {
+        models::ModelError::InvalidField { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The tenant and user of a mapping's path (`/user-mappings/{tenantId}/{userId}`), bounded like
+/// every other id before the store is asked.
+fn check_path(tenant: &str, user: &str) -> AppResult<()> {
+    bounds::check_id("tenantId", tenant)?;
+    bounds::check_id("userId", user)?;
+    Ok(())
 }
 
 /// Validates one mapping row; every problem is reported with its field.
@@ -70,6 +87,29 @@ fn row_to_mapping(
             ));
         }
     }
+    // Every key part within DynamoDB's key sizes, checked before any row is written.
+    let key_checks = [
+        ("tenant_id", tenant_id.as_deref(), true),
+        ("user_id", user_id.as_deref(), true),
+        ("user_source_id", user_source_id.as_deref(), true),
+        ("backend_user_id", backend_user_id.as_deref(), false),
+    ];
+    for (key, value, strict) in key_checks {
+        let Some(value) = value else { continue };
+        let checked = if strict {
+            bounds::check_id(key, value)
+        } else {
+            bounds::check_key_text(key, value)
+        };
+        if let Err(e) = checked {
+            errors.push((key.to_string(), bound_message(&e)));
+        }
+    }
+    if let Some(name) = &user_name {
+        if let Err(e) = bounds::check_len("user_name", name, bounds::MAX_NAME_CHARS) {
+            errors.push(("user_name".into(), bound_message(&e)));
+        }
+    }
     for key in row.keys() {
         if !MAPPING_COLUMNS.contains(&key.as_str()) {
             errors.push((key.clone(), "is not a mapping field".into()));
@@ -89,6 +129,7 @@ fn row_to_mapping(
 }
 
 pub async fn put_mapping(app: &App, tenant: &str, user: &str, body: &[u8]) -> AppResult<Value> {
+    check_path(tenant, user)?;
     let value = crate::http::parse_json(body)?;
     let row = value
         .as_object()
@@ -109,6 +150,7 @@ pub async fn put_mapping(app: &App, tenant: &str, user: &str, body: &[u8]) -> Ap
 }
 
 pub async fn get_mapping(app: &App, tenant: &str, user: &str) -> AppResult<Value> {
+    check_path(tenant, user)?;
     let m = app.store.get_mapping(tenant, user).await?.ok_or_else(|| {
         AppError::NotFound(format!("no mapping for user {user} of tenant {tenant}"))
     })?;
@@ -116,6 +158,7 @@ pub async fn get_mapping(app: &App, tenant: &str, user: &str) -> AppResult<Value
 }
 
 pub async fn delete_mapping(app: &App, tenant: &str, user: &str) -> AppResult<Value> {
+    check_path(tenant, user)?;
     if !app.store.delete_mapping(tenant, user).await? {
         return Err(AppError::NotFound(format!(
             "no mapping for user {user} of tenant {tenant}"
@@ -141,6 +184,9 @@ pub async fn list_mappings(
         .or_else(|| q.get("workspace_id"))
         .map(String::as_str)
         .filter(|t| !t.is_empty());
+    if let Some(t) = tenant {
+        bounds::check_id("tenant_id", t)?;
+    }
     let next_token = q
         .get("next_token")
         .map(String::as_str)
@@ -154,6 +200,13 @@ pub async fn list_mappings(
     Ok(
         json!({"mappings": page.mappings.iter().map(mapping_json).collect::<Vec<_>>(), "next_token": page.next_token}),
     )
+}
+
+fn too_many_rows() -> AppError {
+    AppError::InvalidField(format!(
+        "mappings: an import takes at most {} rows; split the file",
+        bounds::MAX_IMPORT_ROWS
+    ))
 }
 
 /// The outcome of an import: rows, or every bad row with its line.
@@ -190,7 +243,10 @@ pub fn parse_import(content_type: &str, body: &[u8]) -> AppResult<Import> {
                 MAPPING_COLUMNS.join(",")
             )));
         }
-        for record in reader.records() {
+        for (n, record) in reader.records().enumerate() {
+            if n >= bounds::MAX_IMPORT_ROWS {
+                return Err(too_many_rows());
+            }
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
@@ -232,6 +288,9 @@ pub fn parse_import(content_type: &str, body: &[u8]) -> AppResult<Import> {
             .get("mappings")
             .and_then(Value::as_array)
             .ok_or_else(|| AppError::InvalidField("mappings must be a list".into()))?;
+        if list.len() > bounds::MAX_IMPORT_ROWS {
+            return Err(too_many_rows());
+        }
         for (i, item) in list.iter().enumerate() {
             match item.as_object() {
                 None => errors

@@ -8,6 +8,8 @@ use models::TicketStatus;
 use serde_json::{json, Value};
 use store::list::{ListOrder, ListRequest};
 
+use models::bounds::{check_id, check_len, MAX_LIST_OFFSET, MAX_NAME_CHARS};
+
 use crate::http::check_access_token;
 use crate::{tickets, views, App, AppError, AppResult};
 
@@ -19,8 +21,15 @@ pub async fn dataphin_get(app: &App, q: &HashMap<String, String>, now: i64) -> A
         q.get("tenantId"),
         q.get("applyId"),
     ) {
-        (Some(id), _, _) if !id.is_empty() => id.clone(),
-        (_, Some(t), Some(a)) if !t.is_empty() && !a.is_empty() => tickets::ticket_id(t, a),
+        (Some(id), _, _) if !id.is_empty() => {
+            check_id("processInstanceId", id)?;
+            id.clone()
+        }
+        (_, Some(t), Some(a)) if !t.is_empty() && !a.is_empty() => {
+            check_id("tenantId", t)?;
+            check_id("applyId", a)?;
+            tickets::ticket_id(t, a)
+        }
         _ => {
             return Err(AppError::InvalidField(
                 "tenantId and applyId (or processInstanceId) are required".into(),
@@ -40,6 +49,7 @@ pub async fn dataphin_get(app: &App, q: &HashMap<String, String>, now: i64) -> A
 
 /// `GET /approvals/{id}`.
 pub async fn detail(app: &App, id: &str) -> AppResult<Value> {
+    check_id("id", id)?;
     let stored = app
         .store
         .get_ticket(id, true)
@@ -77,6 +87,19 @@ pub async fn list(app: &App, q: &HashMap<String, String>) -> AppResult<Value> {
     let offset = param_i64(q, "offset")?.unwrap_or(0);
     if offset < 0 {
         return Err(AppError::InvalidField("offset must be >= 0".into()));
+    }
+    if offset > MAX_LIST_OFFSET as i64 {
+        return Err(AppError::InvalidField(format!(
+            "offset must be at most {MAX_LIST_OFFSET}; page further with next_token"
+        )));
+    }
+    for key in ["workspace_id", "approval_id"] {
+        if let Some(v) = q.get(key) {
+            check_id(key, v)?;
+        }
+    }
+    if let Some(name) = q.get("proposer_name") {
+        check_len("proposer_name", name, MAX_NAME_CHARS)?;
     }
     let mut statuses: Vec<&'static str> = Vec::new();
     if let Some(list) = q.get("status_list").filter(|s| !s.is_empty()) {

@@ -6,11 +6,13 @@ use models::ticket::{BackendCancel, Ticket};
 use models::TicketStatus;
 use serde_json::{json, Value};
 
+use models::bounds::{check_id, check_len, MAX_WITHDRAW_TEXT_CHARS};
+
 use crate::http::check_access_token;
 use crate::{delivery, tickets, App, AppError, AppResult};
 
 /// Seed 003: reasons are at most 128 characters.
-pub const MAX_REASON_CHARS: usize = 128;
+pub const MAX_REASON_CHARS: usize = models::bounds::MAX_WITHDRAW_TEXT_CHARS;
 /// First retry of an owed backend cancellation (DingTalk refuses within 15 s of creation).
 const CANCEL_RETRY_MS: i64 = 20_000;
 
@@ -44,12 +46,15 @@ pub async fn terminate(
     check_access_token(&app.config, query, now)?;
     let body = crate::http::parse_json(body)?;
     let tenant = field(&body, "tenantId")?;
+    check_id("tenantId", tenant)?;
     let apply = field(&body, "applyId")?;
+    check_id("applyId", apply)?;
     let operator = body
         .get("operatorUserId")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    check_len("operatorUserId", &operator, MAX_WITHDRAW_TEXT_CHARS)?;
     let reason = body
         .get("reason")
         .and_then(Value::as_str)
@@ -63,6 +68,7 @@ pub async fn terminate(
 
 /// `POST /approvals/{id}/withdraw` body `{"reason", "operator", "force"}`.
 pub async fn ops_withdraw(app: &App, id: &str, body: &[u8], now: i64) -> AppResult<Value> {
+    check_id("id", id)?;
     let body = if body.is_empty() {
         json!({})
     } else {
@@ -79,6 +85,7 @@ pub async fn ops_withdraw(app: &App, id: &str, body: &[u8], now: i64) -> AppResu
         .and_then(Value::as_str)
         .unwrap_or("ops")
         .to_string();
+    check_len("operator", &operator, MAX_WITHDRAW_TEXT_CHARS)?;
     let force = match body.get("force") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,

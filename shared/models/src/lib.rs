@@ -2,6 +2,7 @@
 //! approval nodes move, how rules decide, and how all of it is shown to people.
 //! Nothing in this crate performs I/O; adapters and handlers live elsewhere.
 
+pub mod bounds;
 pub mod error;
 pub mod facts;
 pub mod status;

@@ -7,6 +7,10 @@
 
 use serde_json::{Map, Value};
 
+use crate::bounds::{
+    check_id, check_len, MAX_DISTINCT_USERS, MAX_NAME_CHARS, MAX_NODES, MAX_TITLE_CHARS,
+    MAX_USERS_PER_NODE,
+};
 use crate::content::Content;
 use crate::error::ModelError;
 use crate::facts::Facts;
@@ -87,13 +91,17 @@ impl Submission {
             ));
         };
         let apply_id = required_id(&raw, "applyId")?;
+        check_id("applyId", &apply_id)?;
         let tenant_id = required_id(&raw, "tenantId")?;
+        check_id("tenantId", &tenant_id)?;
         let apply_user = optional_text(&raw, "applyUser")?;
         let applicant = applicant(&raw, &apply_user)?;
         let title = optional_text(&raw, "title")?;
+        check_len("title", &title, MAX_TITLE_CHARS)?;
         let template_code = optional_text(&raw, "templateCode")?;
         let submission_type = normalize_type(&optional_text(&raw, "type")?);
         let approve_nodes = approve_nodes(&raw)?;
+        check_distinct_users(&applicant, &approve_nodes)?;
         let content = match raw.get("content") {
             None | Some(Value::Null) => Content::FreeText(String::new()),
             Some(Value::String(text)) => Content::from_text(text, &submission_type)?,
@@ -226,6 +234,7 @@ fn applicant(raw: &Map<String, Value>, apply_user: &str) -> Result<UserRef, Mode
     let mut user = user_ref(info, "applyUserInfo")?;
     if user.user_source_id.is_empty() {
         user.user_source_id = apply_user.trim().to_owned();
+        check_id("applyUser", &user.user_source_id)?;
     }
     Ok(user)
 }
@@ -234,9 +243,13 @@ fn user_ref(object: &Map<String, Value>, path: &str) -> Result<UserRef, ModelErr
     let user_id = required_id(object, "userId").map_err(|e| prefixed(e, path))?;
     let user_source_id = optional_text(object, "userSourceId").map_err(|e| prefixed(e, path))?;
     let user_name = optional_text(object, "userName").map_err(|e| prefixed(e, path))?;
+    let user_source_id = user_source_id.trim().to_owned();
+    check_id("userId", &user_id).map_err(|e| prefixed(e, path))?;
+    check_id("userSourceId", &user_source_id).map_err(|e| prefixed(e, path))?;
+    check_len("userName", &user_name, MAX_NAME_CHARS).map_err(|e| prefixed(e, path))?;
     Ok(UserRef {
         user_id,
-        user_source_id: user_source_id.trim().to_owned(),
+        user_source_id,
         user_name,
     })
 }
@@ -273,6 +286,15 @@ fn approve_nodes(raw: &Map<String, Value>) -> Result<Vec<ApproveNode>, ModelErro
             "at least one approval node is required",
         ));
     }
+    if nodes.len() > MAX_NODES {
+        return Err(ModelError::field(
+            "approveNodes",
+            format!(
+                "has {} approval nodes; at most {MAX_NODES} are allowed",
+                nodes.len()
+            ),
+        ));
+    }
     let mut parsed = nodes
         .iter()
         .enumerate()
@@ -307,6 +329,15 @@ fn approve_node(index: usize, node: &Value) -> Result<ApproveNode, ModelError> {
             ))
         }
     };
+    if users.len() > MAX_USERS_PER_NODE {
+        return Err(ModelError::field(
+            users_path,
+            format!(
+                "has {} approvers; at most {MAX_USERS_PER_NODE} are allowed in a node",
+                users.len()
+            ),
+        ));
+    }
     let users = users
         .iter()
         .enumerate()
@@ -372,4 +403,23 @@ fn approve_node(index: usize, node: &Value) -> Result<ApproveNode, ModelError> {
         users,
         relation,
     })
+}
+
+/// At most [`MAX_DISTINCT_USERS`] different users (by `userId`) in one submission, applicant included:
+/// each is a mapping to resolve and a person on the ticket.
+fn check_distinct_users(applicant: &UserRef, nodes: &[ApproveNode]) -> Result<(), ModelError> {
+    let distinct: std::collections::HashSet<&str> = std::iter::once(applicant)
+        .chain(nodes.iter().flat_map(|n| n.users.iter()))
+        .map(|u| u.user_id.as_str())
+        .collect();
+    if distinct.len() > MAX_DISTINCT_USERS {
+        return Err(ModelError::field(
+            "approveNodes",
+            format!(
+                "names {} distinct users (applicant included); at most {MAX_DISTINCT_USERS} are allowed",
+                distinct.len()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -513,14 +513,14 @@ async fn page() -> Html<&'static str> {
     Html(include_str!("page.html"))
 }
 
-async fn scenarios() -> Json<Value> {
+async fn scenarios(State(sb): State<Arc<Sandbox>>) -> Json<Value> {
     let list: Vec<Value> = SCENARIOS
         .iter()
         .map(|(name, text)| {
             json!({"name": name, "submission": serde_json::from_str::<Value>(text).unwrap_or(Value::Null)})
         })
         .collect();
-    Json(json!({"scenarios": list}))
+    Json(json!({"scenarios": list, "bridge_url": sb.config.bridge_url}))
 }
 
 fn json_object(body: &Bytes) -> Result<(), ApiError> {

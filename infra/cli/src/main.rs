@@ -7,6 +7,11 @@
 //!   does, for CI and before deploys.
 //! - `bridge sandbox`: DingTalk, a company BPM and Dataphin on `SANDBOX_PORT` with a page and a
 //!   JSON API to act as them (SPEC 11), configured by the bridge's own settings; `make dev` runs it.
+//! - `bridge doctor [--env-file FILE] [--bridge-url URL]`: checks a setup (DingTalk app and
+//!   template, event subscription, Dataphin callback, tables, rules, mappings) and prints a
+//!   checklist; exits 1 if anything must be fixed. See `doctor.rs`.
+
+mod doctor;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -15,7 +20,7 @@ use models::rules::{RulesDocument, RulesError};
 use store::schema::{self, SchemaError};
 use thiserror::Error;
 
-const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file> | bridge sandbox";
+const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file> | bridge sandbox | bridge doctor [--env-file FILE] [--bridge-url URL]";
 
 #[derive(Debug, Error)]
 enum CliError {
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["create-tables"] => create_tables(),
         ["validate-rules", path] => validate_rules(path),
+        ["doctor", ref rest @ ..] => return run_doctor(rest),
         ["sandbox"] => run_sandbox(),
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
@@ -121,4 +127,50 @@ fn validate_rules(path: &str) -> Result<String, CliError> {
         source,
     })?;
     Ok(format!("OK: {path}: {} rules", document.rules.len()))
+}
+
+/// Prints the checklist; exit 1 when any check must be fixed, 2 on bad arguments.
+fn run_doctor(args: &[&str]) -> ExitCode {
+    let mut opts = doctor::Options {
+        env_file: std::env::var("BRIDGE_ENV_FILE")
+            .ok()
+            .filter(|f| !f.is_empty()),
+        bridge_url: None,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match (*arg, it.next()) {
+            ("--env-file", Some(v)) => opts.env_file = Some((*v).to_owned()),
+            ("--bridge-url", Some(v)) => opts.bridge_url = Some((*v).to_owned()),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}", CliError::Runtime(e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let checks = runtime.block_on(doctor::run(&opts));
+    for check in &checks {
+        println!("{check}");
+    }
+    let failed = checks
+        .iter()
+        .filter(|c| matches!(c.outcome, doctor::Outcome::Fix(_)))
+        .count();
+    if failed == 0 {
+        println!("bridge doctor: all checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("bridge doctor: {failed} check(s) to fix");
+        ExitCode::FAILURE
+    }
 }

@@ -856,3 +856,161 @@ fn outputs_tell_operators_where_to_point_dataphin_dingtalk_and_the_bpm() {
         assert!(outputs.contains_key(output), "missing output {output}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Operations (issue 15): alarms, dashboard, tracing, log retention, canary deploys
+
+const FUNCTIONS: [&str; 6] = [
+    "Submit", "Callback", "Query", "Withdraw", "Admin", "Dispatch",
+];
+
+/// Every (namespace, metric) an alarm watches, directly or through metric math.
+fn alarm_metrics(alarm: &Value) -> Vec<(String, String)> {
+    let p = &alarm["Properties"];
+    let mut out = Vec::new();
+    if let (Some(ns), Some(m)) = (p["Namespace"].as_str(), p["MetricName"].as_str()) {
+        out.push((ns.to_owned(), m.to_owned()));
+    }
+    for q in p["Metrics"].as_array().into_iter().flatten() {
+        let m = &q["MetricStat"]["Metric"];
+        if let (Some(ns), Some(name)) = (m["Namespace"].as_str(), m["MetricName"].as_str()) {
+            out.push((ns.to_owned(), name.to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_alarm_the_issue_asks_for_exists_and_notifies_the_topic() {
+    let template = template();
+    let resources = template["Resources"].as_object().unwrap();
+    let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+    let watched: BTreeSet<(String, String)> =
+        alarms.iter().flat_map(|(_, a)| alarm_metrics(a)).collect();
+    for (ns, metric) in [
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+        ("AWS/ApiGateway", "5xx"),
+        ("AWS/ApiGateway", "Latency"),
+        ("ApprovalBridge", "DeliveriesOverdue"),
+        ("ApprovalBridge", "DeliveriesFailed"),
+        ("ApprovalBridge", "UndeliveredResultAge"),
+        ("ApprovalBridge", "BackendErrors"),
+        ("ApprovalBridge", "DingTalkQuotaRefusals"),
+        ("ApprovalBridge", "DingTalkThrottles"),
+        ("AWS/DynamoDB", "ReadThrottleEvents"),
+        ("AWS/DynamoDB", "WriteThrottleEvents"),
+    ] {
+        assert!(
+            watched.contains(&(ns.to_owned(), metric.to_owned())),
+            "no alarm watches {ns} {metric}"
+        );
+    }
+    let topic =
+        json!({"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]});
+    for (id, alarm) in &alarms {
+        assert_eq!(
+            alarm["Properties"]["AlarmActions"],
+            json!([topic.clone()]),
+            "{id} notifies the alarm topic"
+        );
+        assert_eq!(
+            alarm["Properties"]["TreatMissingData"], "notBreaching",
+            "{id}"
+        );
+    }
+    assert_eq!(resources["AlarmTopic"]["Type"], "AWS::SNS::Topic");
+    assert_eq!(resources["AlarmTopic"]["Condition"], "CreateAlarmTopic");
+    assert_eq!(template["Parameters"]["AlarmTopicArn"]["Default"], "");
+    // Each function's errors alarm watches that function.
+    for f in FUNCTIONS {
+        let alarm = &resources[&format!("{f}ErrorsAlarm")];
+        assert_eq!(
+            alarm["Properties"]["Dimensions"],
+            json!([{"Name": "FunctionName", "Value": {"Ref": format!("{f}Function")}}]),
+            "{f}ErrorsAlarm"
+        );
+    }
+}
+
+/// The business metrics the template names are the ones the code emits (shared/app/src/metrics.rs).
+#[test]
+fn template_names_only_metrics_the_bridge_emits() {
+    let template = template();
+    let text = read("template.yaml");
+    let mut named: BTreeSet<String> = BTreeSet::new();
+    for (_, alarm) in resources_of_type(&template, "AWS::CloudWatch::Alarm") {
+        for (ns, m) in alarm_metrics(alarm) {
+            if ns == app::metrics::DEFAULT_NAMESPACE {
+                named.insert(m);
+            }
+        }
+    }
+    // Dashboard widgets: ["ApprovalBridge", "<metric>", ...]
+    let marker = format!("\"{}\",", app::metrics::DEFAULT_NAMESPACE);
+    for chunk in text.split(marker.as_str()).skip(1) {
+        let name = chunk.trim_start().trim_start_matches('"');
+        let name: String = name.chars().take_while(|c| *c != '"').collect();
+        named.insert(name);
+    }
+    assert!(
+        named.len() >= 10,
+        "alarms and dashboard name the metrics: {named:?}"
+    );
+    for name in &named {
+        assert!(
+            app::metrics::names::ALL.contains(&name.as_str()),
+            "template names {name}, which shared/app/src/metrics.rs never emits"
+        );
+    }
+    // The dashboard body is JSON (after Fn::Sub) with widgets.
+    let dashboard =
+        &template["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"];
+    let body: Value = serde_json::from_str(
+        dashboard
+            .as_str()
+            .expect("DashboardBody is a Fn::Sub string"),
+    )
+    .expect("the dashboard body is JSON");
+    assert!(body["widgets"].as_array().unwrap().len() >= 10);
+}
+
+#[test]
+fn functions_are_traced_keep_logs_for_the_retention_and_deploy_as_canaries() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["Tracing"], "Active");
+    assert_eq!(globals["AutoPublishAlias"], "live");
+    let preference = &globals["DeploymentPreference"];
+    assert!(preference["Type"].as_str().unwrap().starts_with("Canary"));
+    let rollback: BTreeSet<String> = preference["Alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["Ref"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: BTreeSet<String> = FUNCTIONS
+        .iter()
+        .map(|f| format!("{f}ErrorsAlarm"))
+        .collect();
+    assert_eq!(
+        rollback, expected,
+        "every function's error alarm rolls a canary back"
+    );
+
+    let retention = &template["Parameters"]["LogRetentionDays"];
+    assert_eq!(retention["Default"], 30);
+    let resources = template["Resources"].as_object().unwrap();
+    for f in FUNCTIONS {
+        let group = &resources[&format!("{f}LogGroup")];
+        assert_eq!(group["Type"], "AWS::Logs::LogGroup");
+        assert_eq!(
+            group["Properties"]["LogGroupName"],
+            json!({"Fn::Sub": format!("/aws/lambda/${{{f}Function}}")})
+        );
+        assert_eq!(
+            group["Properties"]["RetentionInDays"],
+            json!({"Ref": "LogRetentionDays"})
+        );
+    }
+}

@@ -14,15 +14,15 @@ use crate::fake_bpm::FakeBpm;
 use crate::fake_dataphin::FakeDataphin;
 use crate::fake_dingtalk::FakeDingTalk;
 
-pub const ACCESS_TOKEN: &str = "test-dataphin-token";
+pub const ACCESS_TOKEN: &str = "test-dataphin-access-token-0123456789";
 pub const DATAPHIN_AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "test-admin-bearer-token-0123456789abc";
 pub const APP_KEY: &str = "dingtestappkey";
 pub const APP_SECRET: &str = "test-app-secret";
 pub const PROCESS_CODE: &str = "PROC-DEFAULT";
 pub const CALLBACK_TOKEN: &str = "test-callback-token";
 pub const CALLBACK_AES_KEY: &str = "4g5j64qlyl3zvetqxz5jiocdr586fn2zvjpa8zls3ij";
-pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+pub const WEBHOOK_SECRET: &str = "test-webhook-hmac-secret-0123456789ab";
 pub const TENANT: &str = "300073302";
 
 /// Dataphin users of the fixtures and the DingTalk / BPM ids they map to.

@@ -18,7 +18,11 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
             answer
         }
         ("POST", [.., "callback", "webhook"]) => {
-            app::callback::webhook_event(app, req.headers(), body, now).await
+            // Refused over 1 MiB before the HMAC is computed over it.
+            match http::limited_body(&req) {
+                Ok(body) => app::callback::webhook_event(app, req.headers(), body, now).await,
+                Err(e) => Err(e),
+            }
         }
         ("POST", [.., "approvals", id, "redeliver"]) => {
             match http::check_admin(&req, &app.config.admin_token) {

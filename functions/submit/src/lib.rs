@@ -13,10 +13,8 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         ("POST", [.., "check", "connect"]) => match app::submit::connect(app, &query, now).await {
             Ok(body) => http::ok(&body),
             Err(e) => {
-                let mut body = e.dataphin_body();
+                let (status, mut body) = e.into_dataphin_parts();
                 body["checkResult"] = "failure".into();
-                let status = e.status();
-                let _ = e.into_dataphin_response();
                 http::json_response(status, &body)
             }
         },

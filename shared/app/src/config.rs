@@ -61,6 +61,8 @@ pub struct DingTalkSettings {
     pub callback_aes_key: Secret,
     /// Owner key expected in events: the corp id, else the AppKey.
     pub owner_key: String,
+    /// Template labels for the bridge's form fields: defaults plus `DINGTALK_FORM_LABELS`.
+    pub form_labels: dingtalk::LabelAliases,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +141,32 @@ fn number(src: &dyn Source, key: &'static str, default: i64, min: i64) -> Result
     }
 }
 
+/// Shortest accepted access token, admin token and webhook secret: the access token signs every
+/// callback URL (which lands in access logs), the others guard the ops API and the BPM events.
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// A secret that must be at least [`MIN_SECRET_CHARS`] characters long.
+fn long_secret(src: &dyn Source, key: &'static str) -> Result<Secret, ConfigError> {
+    let v = required(src, key)?;
+    if v.chars().count() < MIN_SECRET_CHARS {
+        return Err(ConfigError {
+            variable: key,
+            problem: format!("must be at least {MIN_SECRET_CHARS} characters"),
+        });
+    }
+    Ok(Secret(v))
+}
+
+/// An outbound URL: https, or plain http only to 127.0.0.1/localhost (local stacks).
+fn outbound_url(src: &dyn Source, key: &'static str) -> Result<String, ConfigError> {
+    let v = required(src, key)?;
+    outbound::check_url(&v).map_err(|e| ConfigError {
+        variable: key,
+        problem: e.to_string(),
+    })?;
+    Ok(v)
+}
+
 fn aes_key(src: &dyn Source, key: &'static str) -> Result<Secret, ConfigError> {
     let v = required(src, key)?;
     // The 43-character Encoding AES Key decodes (with one '=' appended) to 32 bytes.
@@ -181,16 +209,29 @@ impl Config {
                     problem: "must be a number".into(),
                 })?;
                 Some(DingTalkSettings {
-                    api_base: optional(src, "DINGTALK_API_BASE")
-                        .unwrap_or_else(|| "https://api.dingtalk.com".into())
-                        .trim_end_matches('/')
-                        .to_string(),
+                    api_base: match optional(src, "DINGTALK_API_BASE") {
+                        None => "https://api.dingtalk.com".to_string(),
+                        Some(_) => outbound_url(src, "DINGTALK_API_BASE")?,
+                    }
+                    .trim_end_matches('/')
+                    .to_string(),
                     app_secret: Secret(required(src, "DINGTALK_APP_SECRET")?),
                     agent_id,
                     process_code: required(src, "DINGTALK_PROCESS_CODE")?,
                     callback_token: Secret(required(src, "DINGTALK_CALLBACK_TOKEN")?),
                     callback_aes_key: aes_key(src, "DINGTALK_CALLBACK_AES_KEY")?,
                     owner_key: optional(src, "DINGTALK_CORP_ID").unwrap_or_else(|| app_key.clone()),
+                    form_labels: match optional(src, "DINGTALK_FORM_LABELS") {
+                        None => dingtalk::LabelAliases::default(),
+                        Some(json) => {
+                            dingtalk::LabelAliases::with_overrides(&json).map_err(|problem| {
+                                ConfigError {
+                                    variable: "DINGTALK_FORM_LABELS",
+                                    problem,
+                                }
+                            })?
+                        }
+                    },
                     app_key,
                 })
             }
@@ -198,8 +239,8 @@ impl Config {
         };
         let webhook = match backend {
             BackendKind::Webhook => Some(WebhookSettings {
-                url: required(src, "WEBHOOK_URL")?,
-                secret: Secret(required(src, "WEBHOOK_SECRET")?),
+                url: outbound_url(src, "WEBHOOK_URL")?,
+                secret: long_secret(src, "WEBHOOK_SECRET")?,
             }),
             BackendKind::DingTalk => None,
         };
@@ -216,20 +257,103 @@ impl Config {
         Ok(Config {
             tickets_table: required(src, "TICKETS_TABLE")?,
             user_mappings_table: required(src, "USER_MAPPINGS_TABLE")?,
-            dataphin_access_token: Secret(required(src, "DATAPHIN_ACCESS_TOKEN")?),
-            dataphin_callback_url: required(src, "DATAPHIN_CALLBACK_URL")?,
+            dataphin_access_token: long_secret(src, "DATAPHIN_ACCESS_TOKEN")?,
+            dataphin_callback_url: outbound_url(src, "DATAPHIN_CALLBACK_URL")?,
             dataphin_aes_key: aes_key(src, "DATAPHIN_AES_KEY")?,
             integration_method,
             timestamp_skew_secs: number(src, "TIMESTAMP_SKEW_SECONDS", 300, 0)?,
             backend,
             dingtalk,
             webhook,
-            admin_token: Secret(required(src, "ADMIN_TOKEN")?),
+            admin_token: long_secret(src, "ADMIN_TOKEN")?,
             rules_file: optional(src, "RULES_FILE"),
             mapping_fallback,
             ticket_timeout_hours: number(src, "TICKET_TIMEOUT_HOURS", 168, 1)?,
             reconcile_after_secs: number(src, "RECONCILE_AFTER_SECONDS", 1800, 1)?,
             delivery_retry_hours: number(src, "DELIVERY_RETRY_HOURS", 25, 1)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            ("TICKETS_TABLE", "t"),
+            ("USER_MAPPINGS_TABLE", "m"),
+            (
+                "DATAPHIN_ACCESS_TOKEN",
+                "a-dataphin-access-token-of-32-chars",
+            ),
+            ("DATAPHIN_CALLBACK_URL", "https://dataphin.example/cb"),
+            (
+                "DATAPHIN_AES_KEY",
+                "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            ),
+            ("ADMIN_TOKEN", "an-admin-bearer-token-of-32-chars-x"),
+            ("BACKEND", "webhook"),
+            ("WEBHOOK_URL", "https://bpm.example/hook"),
+            ("WEBHOOK_SECRET", "a-webhook-hmac-secret-of-32-chars-x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn refused(change: &[(&str, &str)]) -> ConfigError {
+        let mut env = base();
+        for (k, v) in change {
+            env.insert(k.to_string(), v.to_string());
+        }
+        Config::from_source(&env).unwrap_err()
+    }
+
+    #[test]
+    fn the_base_settings_are_valid() {
+        Config::from_source(&base()).unwrap();
+    }
+
+    #[test]
+    fn short_secrets_are_refused_by_name_without_showing_them() {
+        for key in ["DATAPHIN_ACCESS_TOKEN", "ADMIN_TOKEN", "WEBHOOK_SECRET"] {
+            let short = "x".repeat(MIN_SECRET_CHARS - 1);
+            let err = refused(&[(key, &short)]);
+            assert_eq!(err.variable, key);
+            assert!(err.to_string().contains("at least 32 characters"), "{err}");
+            assert!(!err.to_string().contains(&short));
+        }
+    }
+
+    #[test]
+    fn outbound_urls_are_https_or_loopback() {
+        for key in ["DATAPHIN_CALLBACK_URL", "WEBHOOK_URL"] {
+            let err = refused(&[(key, "http://bpm.example/hook")]);
+            assert_eq!(err.variable, key);
+            assert!(err.to_string().contains("https"), "{err}");
+            let mut env = base();
+            env.insert(key.into(), "http://127.0.0.1:9100/x".into());
+            Config::from_source(&env).unwrap();
+            env.insert(key.into(), "http://localhost:9100/x".into());
+            Config::from_source(&env).unwrap();
+        }
+        let dingtalk = [
+            ("BACKEND", "dingtalk"),
+            ("DINGTALK_APP_KEY", "k"),
+            ("DINGTALK_APP_SECRET", "s"),
+            ("DINGTALK_AGENT_ID", "1"),
+            ("DINGTALK_PROCESS_CODE", "P"),
+            ("DINGTALK_CALLBACK_TOKEN", "c"),
+            (
+                "DINGTALK_CALLBACK_AES_KEY",
+                "4g5j64qlyl3zvetqxz5jiocdr586fn2zvjpa8zls3ij",
+            ),
+            ("DINGTALK_API_BASE", "http://api.dingtalk.com"),
+        ];
+        let err = refused(&dingtalk);
+        assert_eq!(err.variable, "DINGTALK_API_BASE");
     }
 }

@@ -83,38 +83,87 @@ impl AppError {
         }
     }
 
-    fn log(&self) {
+    /// Logs the error; for an `Internal` one returns the correlation id its log line carries. The
+    /// detail (storage and SDK errors, which may name roles, accounts and tables) is only logged;
+    /// secrets never reach an `AppError` message.
+    fn log(&self) -> Option<String> {
+        if let AppError::Internal(detail) = self {
+            let id = correlation_id();
+            tracing::error!(error_code = self.code(), correlation_id = %id, error = %detail, "request failed");
+            return Some(id);
+        }
         if self.status() >= 500 {
             tracing::error!(error_code = self.code(), error = %self, "request failed");
         } else {
             tracing::info!(error_code = self.code(), error = %self, "request refused");
         }
+        None
+    }
+
+    /// What callers are told: the message, except for `Internal` errors, which answer a generic
+    /// text with the correlation id of the logged detail.
+    fn public_message(&self, correlation: Option<&str>) -> String {
+        match (self, correlation) {
+            (AppError::Internal(_), Some(id)) => {
+                format!("internal error (correlation id {id})")
+            }
+            (AppError::Internal(_), None) => "internal error".into(),
+            _ => self.to_string(),
+        }
     }
 
     /// Dataphin-facing body (SPEC 4): camelCase.
     pub fn dataphin_body(&self) -> Value {
-        let mut body =
-            json!({"success": false, "errorCode": self.code(), "errorMessage": self.to_string()});
+        self.dataphin_body_with(None)
+    }
+
+    fn dataphin_body_with(&self, correlation: Option<&str>) -> Value {
+        let mut body = json!({"success": false, "errorCode": self.code(),
+            "errorMessage": self.public_message(correlation)});
         if let AppError::UnmappedUser(users) = self {
             body["unmappedUsers"] = json!(users);
+        }
+        if let Some(id) = correlation {
+            body["correlationId"] = json!(id);
         }
         body
     }
 
     /// Ops-facing body (SPEC 8): snake_case.
     pub fn ops_body(&self) -> Value {
-        json!({"error_code": self.code(), "error_msg": self.to_string()})
+        self.ops_body_with(None)
+    }
+
+    fn ops_body_with(&self, correlation: Option<&str>) -> Value {
+        let mut body =
+            json!({"error_code": self.code(), "error_msg": self.public_message(correlation)});
+        if let Some(id) = correlation {
+            body["correlation_id"] = json!(id);
+        }
+        body
+    }
+
+    /// Logs the error and returns the status and Dataphin-facing body (with the correlation id of
+    /// an `Internal` error), for callers that add fields to it.
+    pub fn into_dataphin_parts(self) -> (u16, Value) {
+        let id = self.log();
+        (self.status(), self.dataphin_body_with(id.as_deref()))
     }
 
     pub fn into_dataphin_response(self) -> Response<Body> {
-        self.log();
-        crate::http::json_response(self.status(), &self.dataphin_body())
+        let (status, body) = self.into_dataphin_parts();
+        crate::http::json_response(status, &body)
     }
 
     pub fn into_ops_response(self) -> Response<Body> {
-        self.log();
-        crate::http::json_response(self.status(), &self.ops_body())
+        let id = self.log();
+        crate::http::json_response(self.status(), &self.ops_body_with(id.as_deref()))
     }
+}
+
+/// 16 random hex characters naming one failure in the logs.
+fn correlation_id() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
 }
 
 pub type AppResult<T> = Result<T, AppError>;

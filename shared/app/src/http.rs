@@ -111,10 +111,17 @@ pub fn check_access_token(
         .get("timestamp")
         .and_then(|t| t.trim().parse::<i64>().ok())
         .ok_or(AppError::StaleTimestamp)?;
-    if (now - ts).abs() > config.timestamp_skew_secs * 1000 {
+    if !within_skew(now, ts, config.timestamp_skew_secs) {
         return Err(AppError::StaleTimestamp);
     }
     Ok(())
+}
+
+/// Whether `ts` (ms) is within `skew_secs` of `now` (ms), computed in i128 so that no timestamp a
+/// caller sends (`i64::MIN`, `i64::MAX`) can overflow the subtraction.
+pub fn within_skew(now: i64, ts: i64, skew_secs: i64) -> bool {
+    let drift = (i128::from(now) - i128::from(ts)).unsigned_abs();
+    drift <= i128::from(skew_secs.max(0)).unsigned_abs() * 1000
 }
 
 /// Ops API auth: `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time.

@@ -45,7 +45,10 @@ impl App {
             tracing::error!(variable = e.variable, "{e}");
             e
         })?;
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(dynamo_timeouts())
+            .load()
+            .await;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let app = App::build(config, dynamo)?;
         if let Err(e) = app.store.ping().await {
@@ -72,6 +75,17 @@ impl App {
             dataphin,
         })
     }
+}
+
+/// Time limits of every DynamoDB call: a hanging endpoint fails the request with a clean error well
+/// before the Lambda timeout (29 s) instead of holding it to the end. An attempt normally takes
+/// milliseconds; the SDK retries a timed-out attempt inside the operation budget.
+pub fn dynamo_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .operation_attempt_timeout(std::time::Duration::from_secs(3))
+        .operation_timeout(std::time::Duration::from_secs(8))
+        .build()
 }
 
 /// Runs an HTTP function: logs, the context built once for the container's lifetime, then every

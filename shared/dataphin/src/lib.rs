@@ -43,8 +43,8 @@ pub enum DeliveryError {
     /// `DATAPHIN_AES_KEY` does not decode to an AES-256 key.
     #[error("DATAPHIN_AES_KEY is not a valid 43-character Encoding AES Key")]
     InvalidKey,
-    /// `DATAPHIN_CALLBACK_URL` is not an absolute http(s) URL.
-    #[error("DATAPHIN_CALLBACK_URL is not a valid http(s) URL")]
+    /// `DATAPHIN_CALLBACK_URL` is not an https URL (or http to 127.0.0.1/localhost).
+    #[error("DATAPHIN_CALLBACK_URL is not an https URL")]
     InvalidUrl,
     /// Dataphin answered, but not with 2xx.
     #[error("Dataphin callback answered HTTP {status}{}", excerpt_suffix(.body))]
@@ -93,10 +93,8 @@ pub fn seal_callback(
 ) -> Result<SignedCallback, DeliveryError> {
     let crypto = MessageCrypto::new(&target.access_token, &target.aes_key, tenant_id)
         .map_err(|_| DeliveryError::InvalidKey)?;
-    let mut url = Url::parse(target.url.trim()).map_err(|_| DeliveryError::InvalidUrl)?;
-    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
-        return Err(DeliveryError::InvalidUrl);
-    }
+    // https only (plain http to 127.0.0.1/localhost): the URL carries the signature.
+    let mut url = outbound::check_url(&target.url).map_err(|_| DeliveryError::InvalidUrl)?;
     let plaintext = serde_json::to_vec(document).expect("a JSON value always serialises");
     let sealed = crypto.seal(&plaintext, &timestamp_ms.to_string(), nonce);
     url.query_pairs_mut()
@@ -128,14 +126,10 @@ impl DataphinClient {
 
     /// A client with other timeouts (tests use short ones).
     pub fn with_timeouts(connect: Duration, total: Duration) -> Result<Self, DeliveryError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .timeout(total)
-            // A redirected POST may come back as a GET without the body and a 2xx: never count that as
-            // delivered. A 3xx is reported, so the Callback URL gets corrected.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| DeliveryError::Client(error_chain(&e)))?;
+        // No redirects (outbound::client): a redirected POST may come back as a GET without the body
+        // and a 2xx; never count that as delivered. A 3xx is reported, so the Callback URL gets corrected.
+        let http =
+            outbound::client(connect, total).map_err(|e| DeliveryError::Client(error_chain(&e)))?;
         Ok(Self { http })
     }
 
@@ -158,7 +152,10 @@ impl DataphinClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
+        // At most 64 KiB of a refusal is read; only an excerpt is kept anyway.
+        let body = outbound::read_capped_text(response)
+            .await
+            .unwrap_or_else(|e| e.to_string());
         Err(DeliveryError::Status {
             status: status.as_u16(),
             body: excerpt(&body),
@@ -285,7 +282,12 @@ mod tests {
         let err = seal_callback(&bad_key, "t", &document(), 1, "n").unwrap_err();
         assert_eq!(err, DeliveryError::InvalidKey);
         assert!(!err.to_string().contains("short-secret-key"));
-        for url in ["not a url", "ftp://dp.example/cb", "/relative/cb"] {
+        for url in [
+            "not a url",
+            "ftp://dp.example/cb",
+            "/relative/cb",
+            "http://dp.example/cb",
+        ] {
             assert_eq!(
                 seal_callback(&target(url), "t", &document(), 1, "n").unwrap_err(),
                 DeliveryError::InvalidUrl,

@@ -1,8 +1,10 @@
 //! HTTP calls to DingTalk with a token cache shared by every clone of the client.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -10,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use crate::error::DingTalkError;
+use crate::form::FormSchema;
 use crate::model::{
     ActionType, CreateInstance, InstanceDetail, MAX_APPROVER_STEPS, MAX_FORM_VALUES,
     MAX_TERMINATE_REMARK_CHARS,
@@ -26,6 +29,15 @@ const TOKEN_PATH: &str = "/v1.0/oauth2/accessToken";
 const INSTANCES_PATH: &str = "/v1.0/workflow/processInstances";
 const TERMINATE_PATH: &str = "/v1.0/workflow/processInstances/terminate";
 const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
+const SCHEMA_PATH: &str = "/v1.0/workflow/forms/schemas/processCodes";
+const FORMS_PATH: &str = "/v1.0/workflow/forms";
+const INSTANCE_IDS_PATH: &str = "/v1.0/workflow/processes/instanceIds/query";
+/// Throttled calls are repeated inside one request while this much time is left of its budget.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(3);
+/// DingTalk asks for at least this long between a throttled call and its repeat.
+const MIN_THROTTLE_WAIT: Duration = Duration::from_secs(1);
+/// Pages of instance ids read when looking for a ticket's instance (20 ids a page).
+const MAX_ID_PAGES: usize = 5;
 
 /// Where DingTalk is and who the bridge is there.
 #[derive(Clone, PartialEq, Eq)]
@@ -51,10 +63,8 @@ impl fmt::Debug for DingTalkConfig {
 
 /// An HTTP client with the time limits DingTalk calls need (connect 2 s, whole call 5 s).
 pub fn http_client() -> Result<reqwest::Client, DingTalkError> {
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(TOTAL_TIMEOUT)
-        .build()
+    // Never follows a redirect: it would carry the access token header to another host.
+    outbound::client(CONNECT_TIMEOUT, TOTAL_TIMEOUT)
         .map_err(|e| DingTalkError::Transport(crate::error::shorten(&e.to_string())))
 }
 
@@ -72,6 +82,20 @@ pub struct DingTalkClient {
     http: reqwest::Client,
     token: Arc<Mutex<Option<CachedToken>>>,
     timeout: Duration,
+    retry_budget: Duration,
+    /// Template schemas by process code, read once per container and again after a form error.
+    schemas: Arc<std::sync::Mutex<HashMap<String, Arc<FormSchema>>>>,
+    /// Set while the organisation's monthly API budget is spent.
+    quota: Arc<std::sync::Mutex<Option<QuotaPause>>>,
+    /// Requests sent to DingTalk by this client (every clone), token calls included.
+    sent: Arc<AtomicU64>,
+}
+
+/// Metered calls are not sent before `until_ms` (Unix ms); `strikes` counts refusals in a row.
+#[derive(Debug, Clone, Copy)]
+struct QuotaPause {
+    until_ms: i64,
+    strikes: u32,
 }
 
 impl fmt::Debug for DingTalkClient {
@@ -121,7 +145,129 @@ impl DingTalkClient {
             http,
             token: Arc::new(Mutex::new(None)),
             timeout: TOTAL_TIMEOUT,
+            retry_budget: RETRY_BUDGET,
+            schemas: Arc::default(),
+            quota: Arc::default(),
+            sent: Arc::default(),
         }
+    }
+
+    /// Replaces how long throttled calls are repeated inside one request (zero: never).
+    pub fn with_retry_budget(mut self, budget: Duration) -> Self {
+        self.retry_budget = budget;
+        self
+    }
+
+    /// How many requests this client (and its clones) has sent to DingTalk.
+    pub fn calls_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// When metered calls may be sent again (Unix ms), while the monthly budget is spent.
+    pub fn quota_paused_until(&self) -> Option<i64> {
+        let pause = *self.quota.lock().unwrap_or_else(|p| p.into_inner());
+        pause.map(|p| p.until_ms).filter(|until| *until > unix_ms())
+    }
+
+    /// The components of a template, read once and then served from this container's cache.
+    pub async fn form_schema(&self, process_code: &str) -> Result<Arc<FormSchema>, DingTalkError> {
+        if let Some(s) = self.lock_schemas().get(process_code) {
+            return Ok(s.clone());
+        }
+        let query = [("processCode", process_code)];
+        let (status, reply) = self.call(Method::GET, SCHEMA_PATH, &query, None).await?;
+        let schema = FormSchema::from_reply(&reply)
+            .ok_or_else(|| DingTalkError::malformed(status, "schema reply has no items"))?;
+        let schema = Arc::new(schema);
+        self.lock_schemas()
+            .insert(process_code.to_string(), schema.clone());
+        Ok(schema)
+    }
+
+    /// Drops a cached template, so the next create reads it again (after DingTalk refused a form).
+    pub fn forget_form_schema(&self, process_code: &str) {
+        self.lock_schemas().remove(process_code);
+    }
+
+    fn lock_schemas(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<FormSchema>>> {
+        self.schemas.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates (or, with `process_code`, updates) a template of text components
+    /// (`(componentType, label, required)`) and returns its process code.
+    pub async fn save_form(
+        &self,
+        process_code: Option<&str>,
+        name: &str,
+        description: &str,
+        components: &[(&str, &str, bool)],
+    ) -> Result<String, DingTalkError> {
+        let components: Vec<Value> = components
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, label, required))| {
+                json!({"componentType": kind, "props": {
+                    "componentId": format!("{kind}-{}", i + 1), "label": label, "required": required}})
+            })
+            .collect();
+        let mut body =
+            json!({"name": name, "description": description, "formComponents": components});
+        if let Some(code) = process_code {
+            body["processCode"] = json!(code);
+        }
+        let (status, reply) = self
+            .call(Method::POST, FORMS_PATH, &[], Some(&body))
+            .await?;
+        reply
+            .get("result")
+            .and_then(|r| r.get("processCode"))
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| reply_failure(status, &reply, "form reply has no processCode"))
+    }
+
+    /// Ids of the instances of a template started by `originator` between the two times (Unix ms),
+    /// newest pages first as DingTalk lists them; at most [`MAX_ID_PAGES`] pages are read.
+    pub async fn instance_ids(
+        &self,
+        process_code: &str,
+        originator: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, DingTalkError> {
+        let mut ids = Vec::new();
+        let mut next: Option<Value> = None;
+        for _ in 0..MAX_ID_PAGES {
+            let mut body = json!({"processCode": process_code, "startTime": start_ms,
+                "endTime": end_ms, "size": 20, "userIds": [originator]});
+            if let Some(token) = &next {
+                body["nextToken"] = token.clone();
+            }
+            let (status, reply) = self
+                .call(Method::POST, INSTANCE_IDS_PATH, &[], Some(&body))
+                .await?;
+            let result = reply
+                .get("result")
+                .ok_or_else(|| reply_failure(status, &reply, "instance id reply has no result"))?;
+            ids.extend(
+                result
+                    .get("list")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string),
+            );
+            next = result
+                .get("nextToken")
+                .filter(|t| !t.is_null() && t.as_str() != Some("") && t.as_i64() != Some(0))
+                .cloned();
+            if next.is_none() {
+                break;
+            }
+        }
+        Ok(ids)
     }
 
     /// Replaces the per-call time limit (tests, or a caller with a tighter budget).
@@ -164,8 +310,9 @@ impl DingTalkClient {
             .await?;
         match reply.get("instanceId").and_then(Value::as_str) {
             Some(id) if !id.is_empty() => Ok(id.to_string()),
-            _ => Err(DingTalkError::malformed(
+            _ => Err(reply_failure(
                 status,
+                &reply,
                 "create reply has no instanceId",
             )),
         }
@@ -241,6 +388,73 @@ impl DingTalkClient {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<(u16, Value), DingTalkError> {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            if let Some(until) = self.quota_paused_until() {
+                return Err(DingTalkError::api(
+                    403,
+                    "Forbidden.AccessDenied.ApiCountLimitForOrg",
+                    format!(
+                        "the organisation's DingTalk API budget is spent; calls paused until {} UTC",
+                        utc_text(until)
+                    ),
+                ));
+            }
+            let result = self.call_once(method.clone(), path, query, body).await;
+            match &result {
+                Err(e) if e.is_quota_exhausted() => {
+                    let until = self.pause_for_quota();
+                    tracing::error!(path, code = ?e.code(), until_utc = %utc_text(until),
+                        "DingTalk API budget spent: metered calls paused");
+                }
+                Err(e) if e.is_throttled() => {
+                    let wait = throttle_wait(attempt);
+                    if started.elapsed() + wait + self.timeout.min(Duration::from_secs(1))
+                        <= self.retry_budget
+                    {
+                        tracing::warn!(path, code = ?e.code(), wait_ms = wait.as_millis() as u64,
+                            "DingTalk throttled the call; repeating it");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                        continue;
+                    }
+                }
+                Ok(_) => {
+                    let mut pause = self.quota.lock().unwrap_or_else(|p| p.into_inner());
+                    *pause = None;
+                }
+                Err(_) => {}
+            }
+            return result;
+        }
+    }
+
+    /// Pauses metered calls until the start of the next hour, then (if still refused) a day at a
+    /// time; returns the new end of the pause.
+    fn pause_for_quota(&self) -> i64 {
+        let mut pause = self.quota.lock().unwrap_or_else(|p| p.into_inner());
+        let now = unix_ms();
+        let strikes = pause.map_or(0, |p| p.strikes) + 1;
+        let until = if strikes == 1 {
+            (now / HOUR_MS + 1) * HOUR_MS
+        } else {
+            (now / DAY_MS + 1) * DAY_MS
+        };
+        *pause = Some(QuotaPause {
+            until_ms: until,
+            strikes,
+        });
+        until
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), DingTalkError> {
         let token = self.access_token(None).await?;
         match self
             .send(method.clone(), path, query, body, Some(&token))
@@ -310,12 +524,24 @@ impl DingTalkClient {
         if let Some(body) = body {
             req = req.json(body);
         }
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let resp = req.send().await?;
         let status = resp.status();
-        let bytes = resp.bytes().await?;
+        let bytes = outbound::read_capped(resp).await.map_err(|e| match e {
+            outbound::ReadError::Transport(e) => DingTalkError::from(e),
+            too_large => DingTalkError::malformed(status.as_u16(), &too_large.to_string()),
+        })?;
         let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
         if status.is_success() {
             return match parsed {
+                // The legacy gateway answers some failures with HTTP 200 and a non-zero errcode.
+                Some(v @ Value::Object(_))
+                    if v.get("errcode")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|c| c != 0) =>
+                {
+                    Err(api_error(status, Some(&v), &bytes))
+                }
                 Some(v @ Value::Object(_)) => Ok((status.as_u16(), v)),
                 _ => Err(DingTalkError::malformed(
                     status.as_u16(),
@@ -336,19 +562,83 @@ fn api_error(status: StatusCode, parsed: Option<&Value>, raw: &[u8]) -> DingTalk
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let code = field("code").unwrap_or_else(|| format!("http{}", status.as_u16()));
-    let message = field("message").unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(raw);
-        if text.trim().is_empty() {
-            status
-                .canonical_reason()
-                .unwrap_or("no reply body")
-                .to_string()
-        } else {
-            text.into_owned()
-        }
-    });
+    let legacy = parsed
+        .and_then(|v| v.get("errcode"))
+        .and_then(Value::as_i64)
+        .filter(|c| *c != 0)
+        .map(|c| c.to_string());
+    let code = field("code")
+        .or(legacy)
+        .unwrap_or_else(|| format!("http{}", status.as_u16()));
+    let message = field("message")
+        .or_else(|| field("errmsg"))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(raw);
+            if text.trim().is_empty() {
+                status
+                    .canonical_reason()
+                    .unwrap_or("no reply body")
+                    .to_string()
+            } else {
+                text.into_owned()
+            }
+        });
     DingTalkError::api(status.as_u16(), code, message)
+}
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `2026-12-01 23:00` for a Unix ms time.
+fn utc_text(ms: i64) -> String {
+    let days = ms.div_euclid(DAY_MS);
+    let mins = ms.rem_euclid(DAY_MS) / 60_000;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", mins / 60, mins % 60)
+}
+
+/// At least a second, doubling per attempt, plus up to a quarter second of jitter so throttled
+/// containers do not retry in step.
+fn throttle_wait(attempt: u32) -> Duration {
+    let jitter = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 250_000_000);
+    MIN_THROTTLE_WAIT * 2u32.saturating_pow(attempt.min(4)) + Duration::from_nanos(jitter.into())
+}
+
+/// A 2xx reply that lacks what was asked for is a failure; DingTalk's own code and message (e.g.
+/// `processInstanceStartFailed`) are the reason shown, else `malformedReply` with `what`.
+fn reply_failure(status: u16, reply: &Value, what: &str) -> DingTalkError {
+    let text = |names: &[&str]| {
+        names.iter().find_map(|n| match reply.get(*n) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) if n.as_i64() != Some(0) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    match text(&["code", "errorCode", "errcode"]) {
+        Some(code) => DingTalkError::api(
+            status,
+            code,
+            text(&["message", "errorMessage", "errmsg"]).unwrap_or_else(|| what.to_string()),
+        ),
+        None => DingTalkError::malformed(status, what),
+    }
 }
 
 fn validate_create(req: &CreateInstance) -> Result<(), DingTalkError> {
@@ -448,6 +738,20 @@ mod tests {
         let client = DingTalkClient::new(cfg.clone(), reqwest::Client::new());
         assert!(!format!("{cfg:?}").contains("s3cret-value"));
         assert!(!format!("{client:?}").contains("s3cret-value"));
+    }
+
+    #[test]
+    fn utc_text_and_waits() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00");
+        assert_eq!(utc_text(1_798_761_600_000), "2027-01-01 00:00");
+        assert!(throttle_wait(0) >= Duration::from_secs(1));
+        assert!(throttle_wait(1) >= Duration::from_secs(2));
+        let e = reply_failure(200, &json!({"code": "processInstanceStartFailed"}), "x");
+        assert_eq!(e.code(), Some("processInstanceStartFailed"));
+        assert_eq!(
+            reply_failure(200, &json!({}), "x").code(),
+            Some("malformedReply")
+        );
     }
 
     #[test]

@@ -22,8 +22,8 @@ const BODY_EXCERPT_CHARS: usize = 200;
 /// Why the BPM did not accept an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
-    /// `WEBHOOK_URL` is not an absolute http(s) URL.
-    #[error("WEBHOOK_URL is not a valid http(s) URL")]
+    /// `WEBHOOK_URL` is not an https URL (or http to 127.0.0.1/localhost).
+    #[error("WEBHOOK_URL is not an https URL")]
     InvalidUrl,
     /// The BPM answered, but not with 2xx.
     #[error("BPM answered HTTP {status}{}", excerpt_suffix(.body))]
@@ -87,17 +87,12 @@ impl WebhookClient {
         connect: Duration,
         total: Duration,
     ) -> Result<Self, WebhookError> {
-        let url = Url::parse(url.trim()).map_err(|_| WebhookError::InvalidUrl)?;
-        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
-            return Err(WebhookError::InvalidUrl);
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .timeout(total)
-            // A redirected POST may be replayed as a GET without body: report the 3xx instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| WebhookError::Client(error_chain(&e)))?;
+        // https only (plain http to 127.0.0.1/localhost): the body is signed, but it is the ticket.
+        let url = outbound::check_url(url).map_err(|_| WebhookError::InvalidUrl)?;
+        // No redirects (outbound::client): a redirected POST may be replayed as a GET without body,
+        // and the signature would travel to another host. The 3xx is reported instead.
+        let http =
+            outbound::client(connect, total).map_err(|e| WebhookError::Client(error_chain(&e)))?;
         Ok(Self {
             url,
             secret: secret.as_bytes().to_vec(),
@@ -123,14 +118,18 @@ impl WebhookClient {
             .await
             .map_err(transport_error)?;
         let status = response.status();
-        let text = response.text().await;
+        // At most 64 KiB is read, whatever the BPM sends.
+        let text = outbound::read_capped_text(response).await;
         if !status.is_success() {
             return Err(WebhookError::Status {
                 status: status.as_u16(),
-                body: excerpt(&text.unwrap_or_default()),
+                body: excerpt(&text.unwrap_or_else(|e| e.to_string())),
             });
         }
-        let text = text.map_err(transport_error)?;
+        let text = text.map_err(|e| match e {
+            outbound::ReadError::Transport(e) => transport_error(e),
+            too_large => WebhookError::Transport(too_large.to_string()),
+        })?;
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }
@@ -317,7 +316,12 @@ mod tests {
 
     #[test]
     fn configuration_is_checked_and_secret_hidden() {
-        for url in ["", "bpm.internal/hook", "ftp://bpm.internal/hook"] {
+        for url in [
+            "",
+            "bpm.internal/hook",
+            "ftp://bpm.internal/hook",
+            "http://bpm.internal/hook",
+        ] {
             assert_eq!(
                 WebhookClient::new(url, SECRET).unwrap_err(),
                 WebhookError::InvalidUrl,

@@ -158,6 +158,43 @@ impl FakeInstance {
     }
 }
 
+/// One component of a fake template: what `GET .../forms/schemas/processCodes` shows and what a
+/// create is checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FakeComponent {
+    /// `TextField`, `TextareaField`, `DDSelectField`, ...
+    pub kind: String,
+    pub label: String,
+    pub required: bool,
+}
+
+impl FakeComponent {
+    pub fn new(kind: &str, label: &str, required: bool) -> FakeComponent {
+        FakeComponent {
+            kind: kind.into(),
+            label: label.into(),
+            required,
+        }
+    }
+}
+
+/// The template every [`FakeDingTalk::add_process_code`] gets unless a test sets its own: Chinese
+/// labels, as a team's template usually has, a required title and a required multi-line text.
+pub fn default_template() -> Vec<FakeComponent> {
+    vec![
+        FakeComponent::new("TextField", "标题", true),
+        FakeComponent::new("TextField", "申请人", false),
+        FakeComponent::new("TextField", "申请类型", false),
+        FakeComponent::new("TextareaField", "审批内容", true),
+        FakeComponent::new("TextField", "工单号", false),
+        FakeComponent::new("TextField", "申请原因", false),
+        FakeComponent::new("DDSelectField", "紧急程度", false),
+    ]
+}
+
+/// DingTalk keeps at most this many characters in one form value.
+pub const MAX_FORM_VALUE_CHARS: usize = 65_535;
+
 /// Counters and switches tests use to make DingTalk misbehave.
 #[derive(Debug, Default)]
 struct Faults {
@@ -165,6 +202,15 @@ struct Faults {
     fail_gets: usize,
     fail_terminates: usize,
     delay: Duration,
+    /// Creates whose instance is made but whose reply is lost (the connection drops).
+    lose_create_replies: usize,
+    /// The next metered calls answer this throttling error (status, code).
+    throttle: usize,
+    throttle_reply: Option<(StatusCode, &'static str)>,
+    /// Every metered call answers `Forbidden.AccessDenied.ApiCountLimitForOrg`.
+    quota_spent: bool,
+    /// Creates answer HTTP 200 without an instanceId, with this code.
+    create_ok_without_id: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -183,6 +229,10 @@ struct Inner {
     tokens: Vec<IssuedToken>,
     token_calls: usize,
     process_codes: BTreeSet<String>,
+    templates: BTreeMap<String, Vec<FakeComponent>>,
+    /// Users who left the organisation: creates and terminates naming them get `userNotExist`.
+    departed: BTreeSet<String>,
+    metered_calls: usize,
     terminate_grace: Duration,
     faults: Faults,
     calls: Vec<(String, String)>,
@@ -233,6 +283,9 @@ impl FakeDingTalk {
                 tokens: Vec::new(),
                 token_calls: 0,
                 process_codes: BTreeSet::new(),
+                templates: BTreeMap::new(),
+                departed: BTreeSet::new(),
+                metered_calls: 0,
                 terminate_grace: Duration::ZERO,
                 faults: Faults::default(),
                 calls: Vec::new(),
@@ -253,6 +306,15 @@ impl FakeDingTalk {
             .route(
                 "/v1.0/workflow/processInstances/terminate",
                 post(terminate_call),
+            )
+            .route(
+                "/v1.0/workflow/forms/schemas/processCodes",
+                axum::routing::get(schema_call),
+            )
+            .route("/v1.0/workflow/forms", post(save_form_call))
+            .route(
+                "/v1.0/workflow/processes/instanceIds/query",
+                post(instance_ids_call),
             )
             .fallback(unknown_call)
             .with_state(shared.clone());
@@ -298,8 +360,69 @@ impl FakeDingTalk {
     }
 
     /// Makes `code` a known approval template; creates with any other process code get `processCodeError`.
+    /// It gets [`default_template`] unless it already has a template.
     pub fn add_process_code(&self, code: &str) {
-        self.shared.lock().process_codes.insert(code.to_string());
+        let mut inner = self.shared.lock();
+        inner.process_codes.insert(code.to_string());
+        inner
+            .templates
+            .entry(code.to_string())
+            .or_insert_with(default_template);
+    }
+
+    /// Replaces the components of template `code` (and makes it known).
+    pub fn set_template(&self, code: &str, components: Vec<FakeComponent>) {
+        let mut inner = self.shared.lock();
+        inner.process_codes.insert(code.to_string());
+        inner.templates.insert(code.to_string(), components);
+    }
+
+    /// The components of template `code`.
+    pub fn template(&self, code: &str) -> Option<Vec<FakeComponent>> {
+        self.shared.lock().templates.get(code).cloned()
+    }
+
+    /// The next `n` creates make their instance, then drop the connection before replying.
+    pub fn lose_create_replies(&self, n: usize) {
+        self.shared.lock().faults.lose_create_replies = n;
+    }
+
+    /// The next `n` metered calls (all but the token call) answer HTTP 403
+    /// `Forbidden.AccessDenied.QpsLimitForAppkeyAndApi`.
+    pub fn throttle(&self, n: usize) {
+        self.throttle_with(
+            n,
+            StatusCode::FORBIDDEN,
+            "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi",
+        );
+    }
+
+    /// The next `n` metered calls answer `status` with `code` (e.g. 429 `Throttling`, 503 `systemBusy`).
+    pub fn throttle_with(&self, n: usize, status: StatusCode, code: &'static str) {
+        let mut inner = self.shared.lock();
+        inner.faults.throttle = n;
+        inner.faults.throttle_reply = Some((status, code));
+    }
+
+    /// While set, every metered call answers HTTP 403 `Forbidden.AccessDenied.ApiCountLimitForOrg`.
+    pub fn set_quota_spent(&self, spent: bool) {
+        self.shared.lock().faults.quota_spent = spent;
+    }
+
+    /// While set, creates answer HTTP 200 `{"code": code}` without an instanceId (and make none).
+    pub fn set_create_ok_without_id(&self, code: Option<&'static str>) {
+        self.shared.lock().faults.create_ok_without_id = code;
+    }
+
+    /// `user` leaves the organisation: creates naming them and terminates they operate fail with
+    /// `userNotExist`.
+    pub fn depart(&self, user: &str) {
+        self.shared.lock().departed.insert(user.to_string());
+    }
+
+    /// Calls other than the token call the fake answered (DingTalk meters these).
+    pub fn metered_calls(&self) -> usize {
+        self.shared.lock().metered_calls
     }
 
     /// Makes creates with another `microappAgentId` fail, as DingTalk does for an app's wrong AgentId.
@@ -781,7 +904,23 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Re
             "x-acs-dingtalk-access-token is missing",
         ));
     };
-    let inner = shared.lock();
+    let mut inner = shared.lock();
+    inner.metered_calls += 1;
+    if inner.faults.quota_spent {
+        return Err(dt_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden.AccessDenied.ApiCountLimitForOrg",
+            "您的企业本月api调用量已超过限制 (the organisation's monthly API budget is spent)",
+        ));
+    }
+    if inner.faults.throttle > 0 {
+        inner.faults.throttle -= 1;
+        let (status, code) = inner
+            .faults
+            .throttle_reply
+            .unwrap_or((StatusCode::TOO_MANY_REQUESTS, "Throttling"));
+        return Err(dt_error(status, code, "请求被流控 (too many requests)"));
+    }
     let now = Instant::now();
     let live = inner
         .tokens
@@ -869,6 +1008,27 @@ async fn create_call(
         return Err(system_error());
     }
     let req = check_create(&body, &inner.process_codes, inner.agent_id)?;
+    check_form(&body, inner.templates.get(&req.process_code))?;
+    if let Some(user) = std::iter::once(&req.originator)
+        .chain(req.steps.iter().flat_map(|s| &s.user_ids))
+        .find(|u| inner.departed.contains(*u))
+    {
+        return Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "userNotExist",
+            format!("用户不存在 (user {user} is not in the organisation)"),
+        ));
+    }
+    if let Some(code) = inner.faults.create_ok_without_id {
+        return Ok(
+            Json(json!({"code": code, "message": "发起审批实例失败", "success": false}))
+                .into_response(),
+        );
+    }
+    let lose_reply = inner.faults.lose_create_replies > 0;
+    if lose_reply {
+        inner.faults.lose_create_replies -= 1;
+    }
     let now = now_ms();
     let id = uuid_like();
     let title = format!("{}提交的审批", req.originator);
@@ -901,7 +1061,222 @@ async fn create_call(
     start_step(&mut inst, &mut inner.next_task_id, &mut inner.events, now);
     inner.instances.insert(id.clone(), inst);
     inner.creates.push(Value::Object(body));
+    if lose_reply {
+        // Unwinding the connection's task drops the connection without a reply, as a reset after
+        // DingTalk made the instance would; `resume_unwind` skips the panic hook (no noise). The
+        // lock is left poisoned, which `Shared::lock` ignores.
+        std::panic::resume_unwind(Box::new("fake dingtalk: create reply lost"));
+    }
     Ok(Json(json!({"instanceId": id})).into_response())
+}
+
+/// The form must be the template's: only its labels, its required components filled, values
+/// within DingTalk's lengths.
+fn check_form(
+    body: &Map<String, Value>,
+    template: Option<&Vec<FakeComponent>>,
+) -> Result<(), Reject> {
+    let Some(template) = template else {
+        return Ok(());
+    };
+    let form = body
+        .get("formComponentValues")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for f in &form {
+        let name = f["name"].as_str().unwrap_or_default();
+        let Some(component) = template.iter().find(|c| c.label == name) else {
+            return Err(dt_error(
+                StatusCode::BAD_REQUEST,
+                "formConverterError",
+                format!("表单转换错误: the template has no component labelled {name:?}"),
+            ));
+        };
+        let value = f["value"].as_str().unwrap_or_default();
+        if value.chars().count() > MAX_FORM_VALUE_CHARS {
+            return Err(invalid(format!(
+                "formComponentValues {name:?} is longer than {MAX_FORM_VALUE_CHARS} characters"
+            )));
+        }
+        if component.kind == "TextField" && value.contains('\n') {
+            return Err(invalid(format!(
+                "formComponentValues {name:?} is a one-line TextField but has line breaks"
+            )));
+        }
+    }
+    for c in template.iter().filter(|c| c.required) {
+        let filled = form.iter().any(|f| {
+            f["name"] == c.label.as_str()
+                && f["value"].as_str().is_some_and(|v| !v.trim().is_empty())
+        });
+        if !filled {
+            return Err(dt_error(
+                StatusCode::BAD_REQUEST,
+                "formConverterError",
+                format!("表单转换错误: required component {:?} is empty", c.label),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn schema_call(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Reply {
+    arrive(
+        &shared,
+        Method::GET,
+        "/v1.0/workflow/forms/schemas/processCodes",
+    )
+    .await;
+    authenticate(&shared, &headers, query.as_deref())?;
+    let code = query
+        .as_deref()
+        .and_then(|q| {
+            url_pairs(q)
+                .find(|(k, _)| k == "processCode")
+                .map(|(_, v)| v)
+        })
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| invalid("processCode is required"))?;
+    let inner = shared.lock();
+    let Some(template) = inner.templates.get(&code) else {
+        return Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "processCodeError",
+            format!("processCode {code} does not exist"),
+        ));
+    };
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let items: Vec<Value> = template
+        .iter()
+        .map(|c| {
+            let n = counts.entry(c.kind.as_str()).or_default();
+            *n += 1;
+            json!({"componentName": c.kind, "props": {
+                "id": format!("{}-{}", c.kind, n), "label": c.label, "required": c.required}})
+        })
+        .collect();
+    Ok(Json(json!({"result": {"schemaContent": {"title": code, "items": items}}})).into_response())
+}
+
+async fn save_form_call(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    arrive(&shared, Method::POST, "/v1.0/workflow/forms").await;
+    authenticate(&shared, &headers, query.as_deref())?;
+    let body = json_body(&headers, &body)?;
+    if body
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(|n| n.trim().is_empty())
+    {
+        return Err(invalid("name is required"));
+    }
+    let Some(items) = body.get("formComponents").and_then(Value::as_array) else {
+        return Err(invalid("formComponents must be a list"));
+    };
+    let mut components = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let kind = item["componentType"].as_str().unwrap_or_default();
+        let label = item["props"]["label"].as_str().unwrap_or_default();
+        if kind.is_empty() || label.trim().is_empty() {
+            return Err(invalid(format!(
+                "formComponents[{i}] needs componentType and props.label"
+            )));
+        }
+        components.push(FakeComponent::new(
+            kind,
+            label,
+            item["props"]["required"] == true,
+        ));
+    }
+    let code = match body.get("processCode").and_then(Value::as_str) {
+        Some(c) if !c.is_empty() => c.to_string(),
+        _ => format!("PROC-{}", random_hex(16).to_uppercase()),
+    };
+    let mut inner = shared.lock();
+    inner.process_codes.insert(code.clone());
+    inner.templates.insert(code.clone(), components);
+    Ok(Json(json!({"result": {"processCode": code}})).into_response())
+}
+
+async fn instance_ids_call(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    arrive(
+        &shared,
+        Method::POST,
+        "/v1.0/workflow/processes/instanceIds/query",
+    )
+    .await;
+    authenticate(&shared, &headers, query.as_deref())?;
+    let body = json_body(&headers, &body)?;
+    let code = body
+        .get("processCode")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(start) = body.get("startTime").and_then(Value::as_i64) else {
+        return Err(invalid("startTime is required (ms)"));
+    };
+    let end = body
+        .get("endTime")
+        .and_then(Value::as_i64)
+        .unwrap_or(i64::MAX);
+    let size = body.get("size").and_then(Value::as_u64).unwrap_or(20);
+    if size == 0 || size > 20 {
+        return Err(invalid("size must be 1..=20"));
+    }
+    let users: Option<Vec<String>> = body.get("userIds").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    });
+    let offset: usize = match body.get("nextToken") {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    };
+    let inner = shared.lock();
+    if !inner.process_codes.contains(code) {
+        return Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "processCodeError",
+            format!("processCode {code} does not exist"),
+        ));
+    }
+    let mut found: Vec<&FakeInstance> = inner
+        .instances
+        .values()
+        .filter(|i| i.process_code == code && i.create_ms >= start && i.create_ms <= end)
+        .filter(|i| {
+            users
+                .as_ref()
+                .is_none_or(|u| u.is_empty() || u.contains(&i.originator_user_id))
+        })
+        .collect();
+    found.sort_by_key(|i| std::cmp::Reverse(i.create_ms));
+    let page: Vec<&str> = found
+        .iter()
+        .skip(offset)
+        .take(size as usize)
+        .map(|i| i.id.as_str())
+        .collect();
+    let mut result = json!({"list": page});
+    if offset + page.len() < found.len() {
+        result["nextToken"] = json!((offset + page.len()).to_string());
+    }
+    Ok(Json(json!({"result": result, "success": true})).into_response())
 }
 
 struct CheckedCreate {
@@ -1137,17 +1512,35 @@ async fn terminate_call(
             format!("process instance {id} does not exist"),
         ));
     };
+    if operator
+        .as_ref()
+        .is_some_and(|o| inner.departed.contains(o))
+    {
+        return Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "userNotExist",
+            "用户不存在 (the operating user left the organisation)",
+        ));
+    }
     if inst.created_at.elapsed() < grace {
-        return Err(invalid(format!(
-            "a process instance cannot be terminated within {} seconds of its creation",
-            grace.as_secs_f64()
-        )));
+        return Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "aflowProcessInstStatusException",
+            format!(
+                "a process instance cannot be terminated within {} seconds of its creation",
+                grace.as_secs_f64()
+            ),
+        ));
     }
     if inst.status != "RUNNING" && inst.status != "NEW" {
-        return Err(invalid(format!(
-            "process instance is {}, only running instances can be terminated",
-            inst.status
-        )));
+        return Err(dt_error(
+            StatusCode::BAD_REQUEST,
+            "aflowProcessInstStatusException",
+            format!(
+                "process instance is {}, only running instances can be terminated",
+                inst.status
+            ),
+        ));
     }
     if !is_system && operator.as_deref() != Some(inst.originator_user_id.as_str()) {
         return Err(invalid(

@@ -1,8 +1,8 @@
 //! The approval backend the bridge forwards tickets to: DingTalk OA or a company BPM (webhook).
 
 use dingtalk::{
-    ActionType, ApproverStep, CreateInstance, DingTalkClient, DingTalkConfig, InstanceDetail,
-    InstanceOutcome, OperationType, TaskResult, TaskStatus,
+    ActionType, ApproverStep, CreateInstance, DingTalkClient, DingTalkConfig, DingTalkError,
+    InstanceDetail, InstanceOutcome, OperationType, TaskResult, TaskStatus,
 };
 use models::content::calendar;
 use models::render::FormField;
@@ -139,25 +139,71 @@ impl Backend {
                             .collect(),
                     })
                     .collect();
+                let process_code = ticket
+                    .process_code
+                    .clone()
+                    .unwrap_or_else(|| settings.process_code.clone());
+                // The template is the contract: only its labels are sent, and a required
+                // component the bridge cannot fill stops here, before any instance exists.
+                let schema = client
+                    .form_schema(&process_code)
+                    .await
+                    .map_err(|e| dingtalk_failure("schema", &e))?;
+                let fields: Vec<(String, String)> = form
+                    .iter()
+                    .map(|f| (f.name.clone(), f.value.clone()))
+                    .collect();
+                let values =
+                    dingtalk::form::fill(&schema, &ticket.id, &fields, &settings.form_labels)
+                        .map_err(|e| BackendError {
+                            retryable: false,
+                            message: format!("DingTalk template {process_code}: {e}"),
+                        })?;
                 let req = CreateInstance {
                     originator_user_id: ticket.applicant.backend_user_id.clone(),
-                    process_code: ticket
-                        .process_code
-                        .clone()
-                        .unwrap_or_else(|| settings.process_code.clone()),
+                    process_code: process_code.clone(),
                     dept_id: dept_id.and_then(|d| d.parse().ok()).unwrap_or(-1),
                     approvers,
-                    form: form
-                        .iter()
-                        .take(dingtalk::MAX_FORM_VALUES)
-                        .map(|f| (f.name.clone(), f.value.clone()))
-                        .collect(),
+                    form: values.into_iter().take(dingtalk::MAX_FORM_VALUES).collect(),
                 };
+                // Create has no idempotency key: before any repeat, look for the instance an
+                // earlier attempt may have made (its reply lost) and adopt it.
+                if ticket.dispatch.is_some() {
+                    if let Some(id) = find_instance(client, &req, ticket).await? {
+                        tracing::warn!(instance_id = %id, "adopted the instance an earlier create made");
+                        return Ok(id);
+                    }
+                }
                 crate::metrics::dingtalk_call("create").emit();
-                client
-                    .create_instance(&req)
-                    .await
-                    .map_err(|e| dingtalk_failure("create", &e))
+                match client.create_instance(&req).await {
+                    Ok(id) => Ok(id),
+                    Err(e @ (DingTalkError::Timeout | DingTalkError::Transport(_))) => {
+                        // The instance may exist though the reply was lost.
+                        match find_instance(client, &req, ticket).await {
+                            Ok(Some(id)) => {
+                                tracing::warn!(instance_id = %id, error = %e,
+                                    "create reply lost; adopted the instance DingTalk made");
+                                Ok(id)
+                            }
+                            Ok(None) => Err(dingtalk_failure("create", &e)),
+                            Err(lookup) => Err(BackendError {
+                                retryable: true,
+                                message: format!(
+                                    "DingTalk: {e}; looking for its instance: {lookup}"
+                                ),
+                            }),
+                        }
+                    }
+                    Err(e) => {
+                        let mut failure = dingtalk_failure("create", &e);
+                        if e.code() == Some("formConverterError") {
+                            // The template changed under the cache: read it again next time.
+                            client.forget_form_schema(&process_code);
+                            failure.retryable = true;
+                        }
+                        Err(failure)
+                    }
+                }
             }
             Backend::Webhook(client) => {
                 let event = json!({
@@ -248,6 +294,46 @@ impl Backend {
             .map_err(|e| dingtalk_failure("get", &e))?;
         Ok(events_from_instance(&detail, now))
     }
+}
+
+/// How far around the ticket's creation its instance is looked for.
+const FIND_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// The instance an earlier create made for `ticket`, if any: the originator's instances of the
+/// template since the ticket was created, each read until one's form names the ticket.
+async fn find_instance(
+    client: &DingTalkClient,
+    req: &CreateInstance,
+    ticket: &Ticket,
+) -> Result<Option<String>, BackendError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    crate::metrics::dingtalk_call("instance_ids").emit();
+    let ids = client
+        .instance_ids(
+            &req.process_code,
+            &req.originator_user_id,
+            ticket.created_at - FIND_WINDOW_MS,
+            now + FIND_WINDOW_MS,
+        )
+        .await
+        .map_err(|e| dingtalk_failure("instance_ids", &e))?;
+    for id in ids {
+        crate::metrics::dingtalk_call("get").emit();
+        let detail = client
+            .get_instance(&id)
+            .await
+            .map_err(|e| dingtalk_failure("get", &e))?;
+        let values = detail
+            .form_component_values
+            .iter()
+            .filter_map(|v| v.value.as_deref());
+        if dingtalk::form::form_names_ticket(values, &ticket.id) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 /// What a DingTalk instance says happened, as events in time order: decisions with their remarks

@@ -30,12 +30,35 @@ impl DingTalkError {
     /// failures and timeouts. Client errors (bad parameters, unknown process code) will not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DingTalkError::Api { status, code, .. } => {
-                *status >= 500 || *status == 429 || code.starts_with("Throttling")
+            DingTalkError::Api { status, .. } => {
+                *status >= 500 || self.is_throttled() || self.is_quota_exhausted()
             }
             DingTalkError::Transport(_) | DingTalkError::Timeout => true,
             DingTalkError::Invalid(_) => false,
         }
+    }
+
+    /// DingTalk asks to slow down (per-app or per-API rate limits, busy): wait at least a second
+    /// and repeat. DingTalk did nothing with a throttled call, so repeating a create is safe.
+    pub fn is_throttled(&self) -> bool {
+        let DingTalkError::Api { status, code, .. } = self else {
+            return false;
+        };
+        *status == 429
+            || code.starts_with("Forbidden.AccessDenied.Qps")
+            || code.starts_with("Forbidden.AccessDenied.Qpm")
+            || code.starts_with("Throttling")
+            || matches!(
+                code.as_str(),
+                "systemBusy" | "ServiceUnavailable" | "90002" | "90018" | "88" | "-1"
+            )
+    }
+
+    /// The organisation's monthly API budget is spent (`ApiCountLimitForOrg`, legacy 90020): every
+    /// metered call fails until it returns, so the bridge stops calling instead of spinning.
+    pub fn is_quota_exhausted(&self) -> bool {
+        matches!(self, DingTalkError::Api { code, .. }
+            if code.ends_with("ApiCountLimitForOrg") || code == "90020")
     }
 
     /// DingTalk's error code, when DingTalk answered.
@@ -107,6 +130,20 @@ mod tests {
         assert!(DingTalkError::api(503, "", "x").is_retryable());
         assert!(DingTalkError::api(429, "", "x").is_retryable());
         assert!(DingTalkError::api(403, "Throttling.Api", "x").is_retryable());
+        for code in [
+            "Forbidden.AccessDenied.QpsLimitForApi",
+            "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi",
+            "Forbidden.AccessDenied.QpmLimitForAppkeyAndApi",
+            "90018",
+            "88",
+        ] {
+            let e = DingTalkError::api(403, code, "x");
+            assert!(e.is_retryable() && e.is_throttled(), "{code}");
+        }
+        let quota = DingTalkError::api(403, "Forbidden.AccessDenied.ApiCountLimitForOrg", "x");
+        assert!(quota.is_quota_exhausted() && !quota.is_throttled());
+        assert!(DingTalkError::api(200, "90020", "x").is_quota_exhausted());
+        assert!(!DingTalkError::api(403, "Forbidden.AccessDenied", "x").is_retryable());
         assert!(DingTalkError::Transport("refused".into()).is_retryable());
         assert!(DingTalkError::Timeout.is_retryable());
         assert!(!DingTalkError::api(400, "processCodeError", "x").is_retryable());

@@ -4,10 +4,14 @@
 
 mod client;
 mod error;
+pub mod form;
 mod model;
 
-pub use client::{http_client, DingTalkClient, DingTalkConfig, CONNECT_TIMEOUT, TOTAL_TIMEOUT};
+pub use client::{
+    http_client, DingTalkClient, DingTalkConfig, CONNECT_TIMEOUT, RETRY_BUDGET, TOTAL_TIMEOUT,
+};
 pub use error::DingTalkError;
+pub use form::{FormComponent, FormSchema, LabelAliases, UnfillableComponent};
 pub use model::{
     ActionType, ApproverStep, CreateInstance, FormValue, InstanceDetail, InstanceOutcome,
     InstanceResult, InstanceStatus, OperationRecord, OperationType, Task, TaskResult, TaskStatus,

@@ -1,5 +1,7 @@
 //! Resolving Dataphin users to backend users (SPEC 7) and back.
 
+use std::collections::HashMap;
+
 use models::ticket::Person;
 use store::Mapping;
 
@@ -55,16 +57,47 @@ pub async fn department(app: &App, tenant: &str, user: &DataphinUser) -> AppResu
         .and_then(|m| m.backend_dept_id))
 }
 
-/// Resolves every user or fails with `UnmappedUser` naming all the unresolved ones at once.
-pub async fn resolve_all(
+/// The second step of the lookup for a user the batch read did not find by userId: by
+/// userSourceId through the index (one query per miss, none for a hit).
+async fn lookup_miss(
+    app: &App,
+    tenant: &str,
+    user: &DataphinUser,
+    by_user_id: &HashMap<String, Mapping>,
+) -> AppResult<Option<Mapping>> {
+    if let Some(m) = by_user_id.get(&user.user_id) {
+        return Ok(Some(m.clone()));
+    }
+    if user.user_source_id.is_empty() {
+        return Ok(None);
+    }
+    Ok(app
+        .store
+        .mapping_by_source_id(tenant, &user.user_source_id)
+        .await?)
+}
+
+/// Resolves every user or fails with `UnmappedUser` naming all the unresolved ones at once. The
+/// mappings by userId are already read (`by_user_id`, from the create's one batch read): only
+/// users missing there are looked up further, by userSourceId.
+pub async fn resolve_all_prefetched(
     app: &App,
     tenant: &str,
     users: &[DataphinUser],
+    by_user_id: &HashMap<String, Mapping>,
 ) -> AppResult<Vec<Resolved>> {
     let mut resolved = Vec::with_capacity(users.len());
     let mut unresolved: Vec<String> = Vec::new();
+    let mut misses: HashMap<String, Option<Mapping>> = HashMap::new();
     for user in users {
-        let found = lookup(app, tenant, user).await?;
+        let found = match misses.get(&user.user_id) {
+            Some(m) => m.clone(),
+            None => {
+                let m = lookup_miss(app, tenant, user, by_user_id).await?;
+                misses.insert(user.user_id.clone(), m.clone());
+                m
+            }
+        };
         let hit = match found {
             Some(m) => Some(Resolved {
                 person: Person {

@@ -4,9 +4,24 @@ use models::rules::{default_rules_document, RulesDocument};
 
 use crate::{App, AppError, AppResult};
 
-/// The rules in force and their version (0: nothing stored and no `RULES_FILE`).
+/// The rules in force and their version (0: nothing stored and no `RULES_FILE`), read now.
 pub async fn current(app: &App) -> AppResult<(RulesDocument, u64)> {
-    if let Some(stored) = app.store.get_rules().await? {
+    current_read(app, false).await
+}
+
+/// [`current`] as this container read it at most a few seconds ago (creates: one read fewer per
+/// request). A version stored by this container is seen at once.
+pub async fn current_cached(app: &App) -> AppResult<(RulesDocument, u64)> {
+    current_read(app, true).await
+}
+
+async fn current_read(app: &App, cached: bool) -> AppResult<(RulesDocument, u64)> {
+    let stored = if cached {
+        app.store.get_rules_cached().await?
+    } else {
+        app.store.get_rules().await?
+    };
+    if let Some(stored) = stored {
         let doc = RulesDocument::parse(stored.document.as_bytes())
             .map_err(|e| AppError::Internal(format!("stored rules document is invalid: {e}")))?;
         return Ok((doc, stored.version));

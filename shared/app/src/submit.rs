@@ -66,12 +66,24 @@ pub async fn create(
     let span = tracing::info_span!("create", ticket_id = %id, apply_id = %submission.apply_id);
     async move {
         let hash = body_hash(&submission.to_value());
-        if let Some(existing) = app.store.get_ticket(&id, false).await? {
+        // Rules first (cached per container), so that the one batch read can fetch the ticket
+        // (the idempotency check) and every mapping the decision needs together.
+        let (rules_doc, rules_version) = rules::current_cached(app).await?;
+        let decision = rules_doc.evaluate(&submission.facts(), rules_version);
+        let users = users_to_resolve(&submission, &decision);
+        let user_ids: Vec<String> = users.iter().map(|u| u.user_id.clone()).collect();
+        let reads = app
+            .store
+            .read_for_create(&id, &submission.tenant_id, &user_ids)
+            .await?;
+        if let Some(existing) = reads.ticket {
             return resume(app, existing.ticket, &existing.body_hash, &hash, now).await;
         }
-        let (rules_doc, rules_version) = rules::current(app).await?;
-        let decision = rules_doc.evaluate(&submission.facts(), rules_version);
-        let mut ticket = build_ticket(app, &id, &submission, &decision, now).await?;
+        let resolved =
+            mapping::resolve_all_prefetched(app, &submission.tenant_id, &users, &reads.mappings)
+                .await?;
+        let dept = resolved.first().and_then(|r| r.dept_id.clone());
+        let mut ticket = build_ticket(app, &id, &submission, &decision, resolved, now)?;
         let raw = String::from_utf8_lossy(body);
         let summary = views::list_row(&ticket);
         let due = tickets::next_due(app, &ticket);
@@ -99,7 +111,7 @@ pub async fn create(
             crate::callback::deliver_within_answer(app, &ticket.id).await;
             return Ok(reply(&ticket));
         }
-        ticket = dispatch(app, &ticket.id, &submission, now).await?;
+        ticket = dispatch(app, ticket, dept, &submission, now).await?;
         Ok(reply(&ticket))
     }
     .instrument(span)
@@ -135,7 +147,7 @@ async fn resume(
     let submission = Submission::parse(stored.submission.unwrap_or_default().as_bytes())?;
     // Claim the lease so that concurrent repeats do not all call the backend.
     let mut claimed = false;
-    tickets::update(app, &ticket.id, |t| {
+    let leased = tickets::update(app, &ticket.id, |t| {
         claimed = t.instance_id.is_none() && t.dispatch_lease_until.is_none_or(|until| until < now);
         if claimed {
             t.dispatch_lease_until = Some(now + DISPATCH_LEASE_MS);
@@ -146,17 +158,14 @@ async fn resume(
     if !claimed {
         return Ok(reply(&ticket));
     }
-    let t = dispatch(app, &ticket.id, &submission, now).await?;
+    let dept = applicant_department(app, &leased, &submission).await?;
+    let t = dispatch(app, leased, dept, &submission, now).await?;
     Ok(reply(&t))
 }
 
-async fn build_ticket(
-    app: &App,
-    id: &str,
-    s: &Submission,
-    decision: &Decision,
-    now: i64,
-) -> AppResult<Ticket> {
+/// Everyone a create must resolve, applicant first: the submission's approvers and the rule's
+/// added ones, or only the applicant when the rules decide at once (no approver is asked).
+fn users_to_resolve(s: &Submission, decision: &Decision) -> Vec<DataphinUser> {
     let mut users: Vec<DataphinUser> = s.users().into_iter().map(DataphinUser::from).collect();
     let rule_users: Vec<&String> = decision
         .add_nodes
@@ -179,7 +188,22 @@ async fn build_ticket(
     if auto {
         users.truncate(1);
     }
-    let resolved = mapping::resolve_all(app, &s.tenant_id, &users).await?;
+    users
+}
+
+/// The ticket of a new create, from the users [`users_to_resolve`] named, resolved in that order.
+fn build_ticket(
+    app: &App,
+    id: &str,
+    s: &Submission,
+    decision: &Decision,
+    resolved: Vec<mapping::Resolved>,
+    now: i64,
+) -> AppResult<Ticket> {
+    let auto = matches!(
+        decision.kind,
+        DecisionKind::AutoApprove | DecisionKind::AutoReject
+    );
     let mut people = resolved.into_iter();
     let applicant = people.next().expect("applicant resolved first");
     let mut nodes: Vec<Node> = Vec::new();
@@ -278,19 +302,65 @@ async fn build_ticket(
     Ok(ticket)
 }
 
-/// Forwards a stored ticket to the backend and records the outcome (dispatch status 0 or 1).
-pub async fn dispatch(app: &App, id: &str, submission: &Submission, now: i64) -> AppResult<Ticket> {
-    let ticket = tickets::load(app, id).await?;
-    let dept = if ticket.applicant.backend_user_id.is_empty() {
-        None
-    } else {
-        mapping::department(
-            app,
-            &ticket.tenant_id,
-            &DataphinUser::from(&submission.applicant),
-        )
-        .await?
-    };
+/// The applicant's backend department, found the way create resolves them (a retry's lookup).
+async fn applicant_department(
+    app: &App,
+    ticket: &Ticket,
+    submission: &Submission,
+) -> AppResult<Option<String>> {
+    if ticket.applicant.backend_user_id.is_empty() {
+        return Ok(None);
+    }
+    mapping::department(
+        app,
+        &ticket.tenant_id,
+        &DataphinUser::from(&submission.applicant),
+    )
+    .await
+}
+
+/// Records a successful forward on the ticket.
+fn record_forwarded(app: &App, t: &mut Ticket, instance_id: &str, now: i64) {
+    let attempts = t.dispatch.as_ref().map_or(0, |d| d.attempts) + 1;
+    t.dispatch = Some(Dispatch {
+        status: DispatchStatus::Forwarded,
+        error: None,
+        attempts,
+        at: now,
+    });
+    t.instance_id = Some(instance_id.to_string());
+    t.dispatch_lease_until = None;
+    t.last_event_at = now;
+    if t.status.is_final() && t.backend_cancel.is_none() {
+        // Withdrawn or expired while the backend was creating: that instance is owed a
+        // cancellation, or approvers could still act on it.
+        let reason = t.reason.clone().unwrap_or_else(|| "withdrawn".into());
+        crate::withdraw::owe_cancellation(t, &reason, None, now);
+    }
+    t.record(
+        now,
+        "dispatch",
+        format!(
+            "forwarded to {} as {instance_id}",
+            app.backend.kind().as_str()
+        ),
+        Value::Null,
+    );
+}
+
+/// Forwards a stored ticket (as the caller last read or wrote it, with the applicant's
+/// department) to the backend and records the outcome (dispatch status 0 or 1). The outcome is
+/// written on the carried revision; only when someone wrote the ticket meanwhile is it read again.
+/// (Not a `TransactWriteItems` with the link: the local DynamoDB the tests run on, dynalite, has
+/// no transactions.)
+pub async fn dispatch(
+    app: &App,
+    ticket: Ticket,
+    dept: Option<String>,
+    submission: &Submission,
+    now: i64,
+) -> AppResult<Ticket> {
+    let id = ticket.id.clone();
     let form = submission.form();
     let content = submission.content.to_value();
     let result = app
@@ -299,48 +369,50 @@ pub async fn dispatch(app: &App, id: &str, submission: &Submission, now: i64) ->
         .await;
     match result {
         Ok(instance_id) => {
-            app.store.link_instance(&instance_id, id).await?;
-            let t = tickets::update(app, id, |t| {
-                let attempts = t.dispatch.as_ref().map_or(0, |d| d.attempts) + 1;
-                t.dispatch = Some(Dispatch {
-                    status: DispatchStatus::Forwarded,
-                    error: None,
-                    attempts,
-                    at: now,
-                });
-                t.instance_id = Some(instance_id.clone());
-                t.dispatch_lease_until = None;
-                t.last_event_at = now;
-                if t.status.is_final() && t.backend_cancel.is_none() {
-                    // Withdrawn or expired while the backend was creating: that instance is owed a
-                    // cancellation, or approvers could still act on it.
-                    let reason = t.reason.clone().unwrap_or_else(|| "withdrawn".into());
-                    crate::withdraw::owe_cancellation(t, &reason, None, now);
+            let mut carried = ticket;
+            let before = carried.status;
+            record_forwarded(app, &mut carried, &instance_id, now);
+            let summary = views::list_row(&carried);
+            let due = tickets::next_due(app, &carried);
+            // The link first: a ticket that knows its instance is always findable from it.
+            app.store.link_instance(&instance_id, &id).await?;
+            let t = match app.store.save_ticket(&mut carried, &summary, due).await {
+                Ok(()) => {
+                    crate::metrics::ticket::written(before, &carried);
+                    carried
                 }
-                t.record(
-                    now,
-                    "dispatch",
-                    format!(
-                        "forwarded to {} as {instance_id}",
-                        app.backend.kind().as_str()
-                    ),
-                    Value::Null,
-                );
-                Ok(true)
-            })
-            .await?;
+                Err(store::StoreError::Conflict | store::StoreError::Throttled(_)) => {
+                    // Changed meanwhile (a withdrawal, an early event): read and fold again.
+                    tickets::update(app, &id, |t| {
+                        record_forwarded(app, t, &instance_id, now);
+                        Ok(true)
+                    })
+                    .await?
+                }
+                Err(e) => return Err(e.into()),
+            };
             tracing::info!(instance_id = %instance_id, "forwarded to backend");
-            // Events the backend pushed before this reply arrived were kept: apply them now.
-            // A failure here is healed by reconciliation, which applies them too.
+            // Events the backend pushed before this reply arrived were kept: apply them now (one
+            // query tells whether there are any). A failure here is healed by reconciliation,
+            // which applies them too.
+            let early = match app.store.waiting_events(&instance_id).await {
+                Ok(events) => !events.is_empty(),
+                Err(e) => {
+                    tracing::warn!(instance_id = %instance_id, error = %e, "early events not read");
+                    false
+                }
+            };
+            if !early {
+                return Ok(t);
+            }
             if let Err(e) = crate::callback::apply_waiting(app, &instance_id).await {
                 tracing::warn!(instance_id = %instance_id, error = %e, "early events not applied yet");
             }
-            let t = tickets::load(app, id).await.unwrap_or(t);
-            Ok(t)
+            Ok(tickets::load(app, &id).await.unwrap_or(t))
         }
         Err(e) => {
             tracing::warn!(error = %e, "backend refused or unreachable");
-            tickets::update(app, id, |t| {
+            tickets::update(app, &id, |t| {
                 let attempts = t.dispatch.as_ref().map_or(0, |d| d.attempts) + 1;
                 t.dispatch = Some(Dispatch {
                     status: DispatchStatus::Failed,
@@ -446,7 +518,8 @@ pub async fn redispatch(app: &App, id: &str, now: i64) -> AppResult<()> {
         .await?
         .ok_or_else(|| AppError::NotFound(format!("ticket {id} not found")))?;
     let submission = Submission::parse(stored.submission.unwrap_or_default().as_bytes())?;
-    match dispatch(app, id, &submission, now).await {
+    let dept = applicant_department(app, &stored.ticket, &submission).await?;
+    match dispatch(app, stored.ticket, dept, &submission, now).await {
         Ok(_) | Err(AppError::BackendUnavailable(_)) => Ok(()),
         Err(e) => Err(e),
     }

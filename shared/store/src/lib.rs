@@ -4,6 +4,7 @@
 //! indexes need); every write of a ticket is conditional on its storage revision, so concurrent
 //! writers never lose each other's changes. User mappings live in their own table.
 
+pub mod batch;
 pub mod error;
 mod item;
 pub mod list;
@@ -26,6 +27,8 @@ pub struct Store {
     client: Client,
     tickets: String,
     mappings: String,
+    /// The rules document as last read by this container (shared by clones).
+    rules_cache: rules::RulesCache,
 }
 
 impl Store {
@@ -34,6 +37,7 @@ impl Store {
             client,
             tickets: tickets_table,
             mappings: mappings_table,
+            rules_cache: rules::RulesCache::default(),
         }
     }
 

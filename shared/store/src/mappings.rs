@@ -50,6 +50,20 @@ fn to_item(m: &Mapping) -> Item {
     item
 }
 
+/// The primary key of a mapping's item.
+pub(crate) fn mapping_key(tenant_id: &str, user_id: &str) -> Item {
+    [
+        ("tenant_id".to_string(), s(tenant_id)),
+        ("user_id".to_string(), s(user_id)),
+    ]
+    .into_iter()
+    .collect()
+}
+
+pub(crate) fn mapping_from_item(item: &Item) -> Result<Mapping, StoreError> {
+    from_item(item)
+}
+
 fn from_item(item: &Item) -> Result<Mapping, StoreError> {
     Ok(Mapping {
         tenant_id: get_s(item, "tenant_id")?.to_string(),

@@ -1,5 +1,8 @@
 //! The rules document: one current item plus an item per version for the record.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use crate::item::{get_n, get_s, n, s};
 use crate::{Store, StoreError};
 
@@ -10,7 +13,56 @@ pub struct StoredRules {
     pub document: String,
 }
 
+/// How long a container serves the rules document it read without asking DynamoDB again. A
+/// change made in this container is seen at once; one made elsewhere within this long.
+pub const RULES_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The last read (or written) rules document and when it was read; `None` inside: none stored.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RulesCache(Arc<Mutex<Option<CachedRules>>>);
+
+/// When it was read, and what (`None`: no document stored).
+type CachedRules = (Instant, Option<StoredRules>);
+
+impl RulesCache {
+    fn fresh(&self) -> Option<Option<StoredRules>> {
+        let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < RULES_CACHE_TTL)
+            .map(|(_, rules)| rules.clone())
+    }
+
+    /// Keeps `rules` unless the cache already holds a newer version (versions only grow).
+    fn store(&self, rules: Option<StoredRules>) {
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let cached_version = guard
+            .as_ref()
+            .and_then(|(_, r)| r.as_ref().map(|r| r.version));
+        let new_version = rules.as_ref().map(|r| r.version);
+        if cached_version.is_some_and(|c| new_version.is_none_or(|v| v < c))
+            && guard
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < RULES_CACHE_TTL)
+        {
+            return;
+        }
+        *guard = Some((Instant::now(), rules));
+    }
+}
+
 impl Store {
+    /// The rules document, read at most once per [`RULES_CACHE_TTL`] per container (creates read
+    /// it on every request otherwise). Writes through [`Store::put_rules`] replace it at once.
+    pub async fn get_rules_cached(&self) -> Result<Option<StoredRules>, StoreError> {
+        if let Some(rules) = self.rules_cache.fresh() {
+            return Ok(rules);
+        }
+        let rules = self.get_rules().await?;
+        self.rules_cache.store(rules.clone());
+        Ok(rules)
+    }
+
     pub async fn get_rules(&self) -> Result<Option<StoredRules>, StoreError> {
         let out = self
             .client
@@ -55,6 +107,10 @@ impl Store {
                 .expression_attribute_values(":v", n(v)),
         };
         put.send().await.map_err(StoreError::from_sdk)?;
+        self.rules_cache.store(Some(StoredRules {
+            version,
+            document: document.to_string(),
+        }));
         // The per-version record is written after the switch; losing it loses history, never rules.
         self.client
             .put_item()

@@ -103,6 +103,68 @@ fn ticket_attributes(
 /// Attributes a save removes when the ticket no longer has them.
 const OPTIONAL_ATTRIBUTES: [&str; 3] = ["end_time", "due_shard", "due_at"];
 
+/// The primary key of a ticket's item.
+pub(crate) fn ticket_key(id: &str) -> Item {
+    [
+        ("pk".to_string(), s(ticket_pk(id))),
+        ("sk".to_string(), s(TICKET_SK)),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// An update expression that writes a ticket's attributes (removing optional ones it no longer
+/// has) and its new revision, conditional on `expected` (`#rev = :expected`).
+pub(crate) struct UpdateParts {
+    pub expression: String,
+    pub names: HashMap<String, String>,
+    pub values: Item,
+}
+
+pub(crate) fn ticket_update_parts(
+    ticket: &Ticket,
+    summary: &Value,
+    due_at: Option<i64>,
+    expected: u64,
+) -> Result<UpdateParts, StoreError> {
+    let attrs = ticket_attributes(ticket, summary, due_at)?;
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    let mut sets = Vec::new();
+    for (i, (k, v)) in attrs.into_iter().enumerate() {
+        names.insert(format!("#a{i}"), k);
+        values.insert(format!(":v{i}"), v);
+        sets.push(format!("#a{i} = :v{i}"));
+    }
+    names.insert("#rev".into(), "revision".into());
+    values.insert(":rev".into(), n(ticket.revision));
+    values.insert(":expected".into(), n(expected));
+    sets.push("#rev = :rev".into());
+    let present: Vec<String> = names.values().cloned().collect();
+    let removes: Vec<String> = OPTIONAL_ATTRIBUTES
+        .iter()
+        .filter(|a| !present.iter().any(|p| p == *a))
+        .enumerate()
+        .map(|(i, a)| {
+            names.insert(format!("#r{i}"), a.to_string());
+            format!("#r{i}")
+        })
+        .collect();
+    let mut expression = format!("SET {}", sets.join(", "));
+    if !removes.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+    }
+    Ok(UpdateParts {
+        expression,
+        names,
+        values,
+    })
+}
+
+pub(crate) fn parse_ticket_item(item: &Item) -> Result<StoredTicket, StoreError> {
+    parse_ticket(item)
+}
+
 fn parse_ticket(item: &Item) -> Result<StoredTicket, StoreError> {
     let mut ticket: Ticket = serde_json::from_str(get_s(item, "doc")?)
         .map_err(|e| StoreError::Corrupt(format!("ticket document: {e}")))?;
@@ -181,39 +243,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         let expected = ticket.revision;
         ticket.revision += 1;
-        let attrs = match ticket_attributes(ticket, summary, due_at) {
-            Ok(a) => a,
+        let UpdateParts {
+            expression,
+            names,
+            values,
+        } = match ticket_update_parts(ticket, summary, due_at, expected) {
+            Ok(p) => p,
             Err(e) => {
                 ticket.revision = expected;
                 return Err(e);
             }
         };
-        let mut names = HashMap::new();
-        let mut values = HashMap::new();
-        let mut sets = Vec::new();
-        for (i, (k, v)) in attrs.into_iter().enumerate() {
-            names.insert(format!("#a{i}"), k);
-            values.insert(format!(":v{i}"), v);
-            sets.push(format!("#a{i} = :v{i}"));
-        }
-        names.insert("#rev".into(), "revision".into());
-        values.insert(":rev".into(), n(ticket.revision));
-        values.insert(":expected".into(), n(expected));
-        sets.push("#rev = :rev".into());
-        let present: Vec<String> = names.values().cloned().collect();
-        let removes: Vec<String> = OPTIONAL_ATTRIBUTES
-            .iter()
-            .filter(|a| !present.iter().any(|p| p == *a))
-            .enumerate()
-            .map(|(i, a)| {
-                names.insert(format!("#r{i}"), a.to_string());
-                format!("#r{i}")
-            })
-            .collect();
-        let mut expression = format!("SET {}", sets.join(", "));
-        if !removes.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
-        }
         let result = self
             .client
             .update_item()

@@ -526,8 +526,8 @@ async fn no_secret_is_logged_at_trace_on_any_route() {
     let b = bridge(Backend::DingTalk, &[]).await;
     let body = fixture("01_physical_table_low.json");
     let id = Bridge::ticket_id_of(&body);
-    let (status, reply) = b.create(&body).await;
-    assert_eq!(status, 200, "{reply}");
+    // Whatever DingTalk answers, the bridge has fetched an access token by now.
+    b.create(&body).await;
     b.push_pending_dingtalk_events().await;
     let q = b.auth_query();
     for (function, method, path, body) in [

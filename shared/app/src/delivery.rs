@@ -50,6 +50,70 @@ pub enum Attempt {
     Failed,
 }
 
+/// Marks a ticket that is about to be created as being delivered by its creator: the create's
+/// one write then also claims the delivery, and [`deliver_created`] needs no claiming round trip.
+pub fn claim_on_create(t: &mut Ticket, now: i64) {
+    if t.delivery.is_due() {
+        t.delivery.lease_until = Some(now + LEASE_MS);
+    }
+}
+
+/// Delivers the result of a ticket this request just created with [`claim_on_create`], carrying
+/// it instead of reading it again: one send, then one write on the created revision (re-read only
+/// if someone wrote meanwhile). Whatever became due since is left to [`deliver`]. Never fails the
+/// caller: the result stays due until Dataphin acknowledges it.
+pub async fn deliver_created(app: &App, mut ticket: Ticket, now: i64) {
+    if !ticket.delivery.is_due() || ticket.delivery.lease_until.is_none() {
+        return deliver_now(app, &ticket.id).await;
+    }
+    let retry_window = app.config.delivery_retry_hours * 3_600_000;
+    let document = ticket.dataphin_document(app.config.integration_method);
+    let sent_version = ticket.version;
+    let outcome = app
+        .dataphin
+        .deliver(&target(app), &ticket.tenant_id, &document)
+        .await;
+    let jitter: f64 = rand::thread_rng().gen();
+    let error = outcome.as_ref().err().map(|e| e.to_string());
+    record_attempt(
+        &mut ticket,
+        sent_version,
+        error.clone(),
+        now,
+        retry_window,
+        jitter,
+    );
+    let id = ticket.id.clone();
+    let recorded = match tickets::save(app, &mut ticket).await {
+        Ok(()) => Ok(ticket),
+        Err(_) => {
+            // Someone wrote the ticket meanwhile (or the write failed): fold again on a fresh read.
+            tickets::update(app, &id, |t| {
+                Ok(record_attempt(
+                    t,
+                    sent_version,
+                    error.clone(),
+                    now,
+                    retry_window,
+                    jitter,
+                ))
+            })
+            .await
+        }
+    };
+    match recorded {
+        Ok(t) => {
+            crate::metrics::ticket::delivery_attempted(&t, error.is_none(), now);
+            if error.is_none() && t.delivery.is_due() {
+                deliver_now(app, &id).await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(ticket_id = %id, error = %e, "delivery not recorded; the dispatcher retries");
+        }
+    }
+}
+
 /// Tries to deliver the ticket's due result now; failures are recorded and left to the dispatcher.
 /// Never fails the caller: the result stays due until Dataphin acknowledges it.
 pub async fn deliver_now(app: &App, id: &str) {

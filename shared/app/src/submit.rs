@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::http::check_access_token;
 use crate::mapping::{self, DataphinUser};
 use crate::tickets::{self, ticket_id};
-use crate::{rules, views, App, AppError, AppResult};
+use crate::{delivery, rules, views, App, AppError, AppResult};
 
 /// How long a create that is calling the backend holds the right to do so; a crashed one frees it.
 const DISPATCH_LEASE_MS: i64 = 30_000;
@@ -84,6 +84,8 @@ pub async fn create(
                 .await?;
         let dept = resolved.first().and_then(|r| r.dept_id.clone());
         let mut ticket = build_ticket(app, &id, &submission, &decision, resolved, now)?;
+        // An auto-decided result is sent by this request: the create's write claims it.
+        delivery::claim_on_create(&mut ticket, now);
         let raw = String::from_utf8_lossy(body);
         let summary = views::list_row(&ticket);
         let due = tickets::next_due(app, &ticket);
@@ -108,7 +110,19 @@ pub async fn create(
             "ticket created"
         );
         if ticket.status.is_final() {
-            crate::callback::deliver_within_answer(app, &ticket.id).await;
+            // Within the answer's budget; what Dataphin has not acknowledged by then stays due
+            // (the claim lapses after its lease) and the dispatcher sends it.
+            let sent = tokio::time::timeout(
+                crate::callback::ANSWER_DELIVERY_BUDGET,
+                delivery::deliver_created(app, ticket.clone(), now),
+            )
+            .await;
+            if sent.is_err() {
+                tracing::warn!(
+                    ticket_id = %ticket.id,
+                    "Dataphin did not answer within the answer's budget; the delivery stays due"
+                );
+            }
             return Ok(reply(&ticket));
         }
         ticket = dispatch(app, ticket, dept, &submission, now).await?;

@@ -66,6 +66,20 @@ ensure_venv() {
   echo "$want" >"$stamp"
 }
 
+# Debian's chromium for the sandbox page's browser test (tests/browser), unless it is there.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then
+    return
+  fi
+  command -v apt-get >/dev/null || die "chromium is needed for the browser test (apt-get install -y chromium)"
+  log "installing chromium (apt-get)"
+  local sudo=""
+  ((EUID == 0)) || sudo="sudo"
+  $sudo apt-get install -y -qq chromium >/dev/null ||
+    { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; } ||
+    die "chromium did not install"
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -13,6 +13,7 @@ cd "$ROOT"
 ensure_cargo_lambda
 ensure_node_deps
 ensure_venv
+ensure_chromium
 
 DYNALITE_LOG="$(mktemp -t bridge-dynalite.XXXXXX.log)"
 DYNALITE_PID=""

@@ -456,7 +456,7 @@ fn dingtalk_json(inst: &FakeInstance, ticket: Option<&String>) -> Value {
     let form = form_of(inst);
     let title = form
         .iter()
-        .find(|f| f["name"] == "Title")
+        .find(|f| f["name"] == "Title" || f["name"] == "标题")
         .and_then(|f| f["value"].as_str())
         .unwrap_or(&inst.title)
         .to_owned();

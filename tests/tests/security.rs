@@ -605,3 +605,111 @@ async fn no_secret_is_logged_at_trace_on_any_route() {
     }
     let _: Value = reply;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tenant isolation in index keys.
+
+#[tokio::test]
+async fn an_index_key_never_answers_for_another_tenant() {
+    let b = bridge(Backend::DingTalk, &[]).await;
+    // Stored behind the API's back: the API refuses `#` in ids, the store must not rely on it.
+    b.app
+        .store
+        .put_mapping(&store::Mapping {
+            tenant_id: "tenant-a".into(),
+            user_id: "u1".into(),
+            user_source_id: "x#y".into(),
+            user_name: "a user".into(),
+            backend_user_id: "dt#z".into(),
+            backend_dept_id: None,
+        })
+        .await
+        .unwrap();
+    // "tenant-a#x" + "y" builds the same index key as "tenant-a" + "x#y".
+    let store = &b.app.store;
+    assert!(store
+        .mapping_by_source_id("tenant-a#x", "y")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .mapping_by_backend_id("tenant-a#dt", "z")
+        .await
+        .unwrap()
+        .is_none());
+    // The owner still finds it.
+    let own = store.mapping_by_source_id("tenant-a", "x#y").await.unwrap();
+    assert_eq!(own.map(|m| m.user_id), Some("u1".to_string()));
+    let own = store
+        .mapping_by_backend_id("tenant-a", "dt#z")
+        .await
+        .unwrap();
+    assert_eq!(own.map(|m| m.user_id), Some("u1".to_string()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// IAM in front of the ops routes (template.yaml).
+
+#[test]
+fn ops_routes_take_signed_calls_only_and_inbound_routes_stay_open() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        template["Resources"]["BridgeApi"]["Properties"]["Auth"]["EnableIamAuthorizer"],
+        true
+    );
+    let mut seen = 0;
+    for (_, resource) in template["Resources"].as_object().unwrap() {
+        let Some(events) = resource["Properties"]["Events"].as_object() else {
+            continue;
+        };
+        for (name, event) in events {
+            if event["Type"] != "HttpApi" {
+                continue;
+            }
+            let path = event["Properties"]["Path"].as_str().unwrap();
+            let ops = ["/approvals", "/user-mappings", "/rules"]
+                .iter()
+                .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+            let auth = &event["Properties"]["Auth"]["Authorizer"];
+            if ops {
+                assert_eq!(auth, "AWS_IAM", "{name} {path} must require SigV4");
+                seen += 1;
+            } else {
+                assert!(
+                    auth.is_null(),
+                    "{name} {path} is signed by its caller's own scheme"
+                );
+            }
+        }
+    }
+    assert_eq!(seen, 12, "every ops route");
+}
+
+#[tokio::test]
+async fn behind_iam_the_admin_token_travels_in_its_own_header() {
+    let b = bridge(Backend::DingTalk, &[]).await;
+    let sigv4 = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=00";
+    let (status, reply) = b
+        .request(
+            Function::Query,
+            "GET",
+            "/approvals",
+            &[("authorization", sigv4), ("x-admin-token", ADMIN_TOKEN)],
+            b"",
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    for wrong in ["", "not-the-admin-token-but-32-chars-long"] {
+        let (status, reply) = b
+            .request(
+                Function::Admin,
+                "GET",
+                "/rules",
+                &[("authorization", sigv4), ("x-admin-token", wrong)],
+                b"",
+            )
+            .await;
+        assert_eq!(status, 401, "{wrong:?}: {reply}");
+    }
+}

@@ -124,14 +124,23 @@ pub fn within_skew(now: i64, ts: i64, skew_secs: i64) -> bool {
     drift <= i128::from(skew_secs.max(0)).unsigned_abs() * 1000
 }
 
-/// Ops API auth: `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time.
+/// Header carrying the admin token when `Authorization` holds a SigV4 signature (the ops routes sit
+/// behind API Gateway's `AWS_IAM` authorizer in AWS).
+pub const ADMIN_TOKEN_HEADER: &str = "x-admin-token";
+
+/// Ops API auth: `Authorization: Bearer <ADMIN_TOKEN>`, or `X-Admin-Token: <ADMIN_TOKEN>` next to a
+/// SigV4 `Authorization`; compared in constant time.
 pub fn check_admin(req: &Request, token: &Secret) -> Result<(), AppError> {
-    let header = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let presented = header.strip_prefix("Bearer ").unwrap_or_default().trim();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let presented = match header("authorization").strip_prefix("Bearer ") {
+        Some(bearer) => bearer.trim(),
+        None => header(ADMIN_TOKEN_HEADER).trim(),
+    };
     if presented.is_empty()
         || !crypto::constant_time_eq(presented.as_bytes(), token.expose().as_bytes())
     {

@@ -150,12 +150,16 @@ impl Store {
         tenant_id: &str,
         source_id: &str,
     ) -> Result<Option<Mapping>, StoreError> {
-        self.mapping_by_index(
-            "source-index",
-            "source_key",
-            format!("{tenant_id}#{source_id}"),
-        )
-        .await
+        // The index key joins tenant and id with `#`; ids with `#` are refused at the edge, and the
+        // item found must still name this tenant and id, so another tenant's mapping never answers.
+        let found = self
+            .mapping_by_index(
+                "source-index",
+                "source_key",
+                format!("{tenant_id}#{source_id}"),
+            )
+            .await?;
+        Ok(found.filter(|m| m.tenant_id == tenant_id && m.user_source_id == source_id))
     }
 
     /// Reverse lookup for callbacks: which Dataphin user a backend user id is.
@@ -164,12 +168,15 @@ impl Store {
         tenant_id: &str,
         backend_user_id: &str,
     ) -> Result<Option<Mapping>, StoreError> {
-        self.mapping_by_index(
-            "backend-index",
-            "backend_key",
-            format!("{tenant_id}#{backend_user_id}"),
-        )
-        .await
+        // As for the source index: only a mapping of this tenant and backend id answers.
+        let found = self
+            .mapping_by_index(
+                "backend-index",
+                "backend_key",
+                format!("{tenant_id}#{backend_user_id}"),
+            )
+            .await?;
+        Ok(found.filter(|m| m.tenant_id == tenant_id && m.backend_user_id == backend_user_id))
     }
 
     pub async fn put_mapping(&self, m: &Mapping) -> Result<(), StoreError> {

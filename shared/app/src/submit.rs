@@ -77,7 +77,14 @@ pub async fn create(
             .read_for_create(&id, &submission.tenant_id, &user_ids)
             .await?;
         if let Some(existing) = reads.ticket {
-            return resume(app, existing.ticket, &existing.body_hash, &hash, now).await;
+            return Box::pin(resume(
+                app,
+                existing.ticket,
+                &existing.body_hash,
+                &hash,
+                now,
+            ))
+            .await;
         }
         let resolved =
             mapping::resolve_all_prefetched(app, &submission.tenant_id, &users, &reads.mappings)
@@ -100,7 +107,14 @@ pub async fn create(
                     .get_ticket(&id, false)
                     .await?
                     .ok_or_else(|| AppError::Internal("ticket vanished".into()))?;
-                return resume(app, existing.ticket, &existing.body_hash, &hash, now).await;
+                return Box::pin(resume(
+                    app,
+                    existing.ticket,
+                    &existing.body_hash,
+                    &hash,
+                    now,
+                ))
+                .await;
             }
             store::CreateOutcome::Created => crate::metrics::ticket::created(&ticket),
         }
@@ -114,7 +128,8 @@ pub async fn create(
             // (the claim lapses after its lease) and the dispatcher sends it.
             let sent = tokio::time::timeout(
                 crate::callback::ANSWER_DELIVERY_BUDGET,
-                delivery::deliver_created(app, ticket.clone(), now),
+                // Boxed: the create's future stays small on the caller's stack.
+                Box::pin(delivery::deliver_created(app, ticket.clone(), now)),
             )
             .await;
             if sent.is_err() {
@@ -125,7 +140,7 @@ pub async fn create(
             }
             return Ok(reply(&ticket));
         }
-        ticket = dispatch(app, ticket, dept, &submission, now).await?;
+        ticket = Box::pin(dispatch(app, ticket, dept, &submission, now)).await?;
         Ok(reply(&ticket))
     }
     .instrument(span)

@@ -749,10 +749,15 @@ fn policy_resource(resource: &Value) -> (String, bool) {
         return (attribute[0].as_str().unwrap().to_owned(), false);
     }
     if let Some(sub) = resource.get("Fn::Sub").and_then(Value::as_str) {
-        let table = sub
+        // Indexes are named one by one (issue 14): `index/*` would also grant any index added later.
+        let (table, index) = sub
             .strip_prefix("${")
-            .and_then(|s| s.strip_suffix(".Arn}/index/*"))
+            .and_then(|s| s.split_once(".Arn}/index/"))
             .unwrap_or_else(|| panic!("unexpected policy resource {sub}"));
+        assert!(
+            !index.is_empty() && !index.contains('*'),
+            "policies name each index, not {sub}"
+        );
         return (table.to_owned(), true);
     }
     panic!("policy resources are table ARNs or their indexes, not {resource}");

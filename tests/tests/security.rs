@@ -713,3 +713,26 @@ async fn behind_iam_the_admin_token_travels_in_its_own_header() {
         assert_eq!(status, 401, "{wrong:?}: {reply}");
     }
 }
+
+#[test]
+fn admin_reaches_only_the_rules_items_of_the_tickets_table() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let statements = template["Resources"]["AdminFunction"]["Properties"]["Policies"][0]
+        ["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let on_tickets: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["Resource"].to_string().contains("TicketsTable"))
+        .collect();
+    assert_eq!(on_tickets.len(), 1);
+    assert_eq!(
+        on_tickets[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"],
+        json!(["RULES"])
+    );
+    // Every index grant in the template names its index.
+    let text = serde_json::to_string(&template["Resources"]).unwrap();
+    assert!(!text.contains("/index/*"), "index ARNs are named");
+}

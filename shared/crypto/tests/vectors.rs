@@ -7,8 +7,7 @@ use crypto::{CryptoError, MessageCrypto};
 use serde_json::Value;
 
 fn vectors() -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/crypto/vectors.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/crypto/vectors.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let doc: Value = serde_json::from_str(&text).expect("vectors.json is JSON");

@@ -99,8 +99,85 @@ where
     // The context lives as long as the process: leaking it gives handlers a plain reference.
     let app: &'static App = Box::leak(Box::new(App::from_env().await?));
     let handler = &handler;
-    lambda_http::run(lambda_http::service_fn(move |req| async move {
-        Ok::<_, lambda_http::Error>(handler(app, req).await)
-    }))
+    lambda_http::run(lambda_http::service_fn(
+        move |req: lambda_http::Request| async move {
+            use lambda_http::RequestExt;
+            let deadline = req.lambda_context_ref().map(|c| c.deadline as i64);
+            Ok::<_, lambda_http::Error>(
+                within_deadline(deadline, http::now_ms(), handler(app, req)).await,
+            )
+        },
+    ))
     .await
+}
+
+/// Margin kept between an invocation's own deadline and the Lambda timeout, so that the caller
+/// gets a clean error rather than API Gateway's bare 503 when the function is killed.
+pub const DEADLINE_MARGIN_MS: i64 = 1_500;
+
+/// Runs `fut` until `DEADLINE_MARGIN_MS` before `deadline_ms` (the Lambda context's deadline, ms
+/// since the epoch); past it, answers `503` with a generic body. Without a deadline, runs `fut` as is.
+pub async fn within_deadline<Fut>(
+    deadline_ms: Option<i64>,
+    now_ms: i64,
+    fut: Fut,
+) -> lambda_http::Response<lambda_http::Body>
+where
+    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>>,
+{
+    let Some(deadline) = deadline_ms else {
+        return fut.await;
+    };
+    let budget = (deadline - now_ms - DEADLINE_MARGIN_MS).max(0) as u64;
+    match tokio::time::timeout(std::time::Duration::from_millis(budget), fut).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(budget_ms = budget, "request abandoned at its deadline");
+            http::json_response(
+                503,
+                &serde_json::json!({"success": false, "errorCode": "Timeout",
+                    "errorMessage": "the request did not finish in time",
+                    "error_code": "Timeout", "error_msg": "the request did not finish in time"}),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    fn body(status: u16) -> lambda_http::Response<lambda_http::Body> {
+        http::json_response(status, &serde_json::json!({}))
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_answers_503_before_the_lambda_timeout() {
+        let now = http::now_ms();
+        let started = std::time::Instant::now();
+        let slow = async {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            body(200)
+        };
+        let response = within_deadline(Some(now + DEADLINE_MARGIN_MS + 200), now, slow).await;
+        assert_eq!(response.status(), 503);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_fast_request_or_one_without_deadline_is_untouched() {
+        let now = http::now_ms();
+        assert_eq!(
+            within_deadline(Some(now + 10_000), now, async { body(201) })
+                .await
+                .status(),
+            201
+        );
+        assert_eq!(
+            within_deadline(None, now, async { body(202) })
+                .await
+                .status(),
+            202
+        );
+    }
 }

@@ -18,7 +18,6 @@ use serde_json::{json, Value};
 /// First start compiles nothing (the test builds the binaries first) but a cold machine can be
 /// slow to link; the watch server itself starts in well under a minute.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
-const ACCESS_TOKEN: &str = "local-dataphin-token";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,6 +72,11 @@ fn env_file(tickets: &str, mappings: &str, endpoint: &str) -> String {
             root.join("infra/rules.sample.json").display().to_string(),
         ),
     ];
+    // The sample's `${...}` placeholders are what `make dev` fills from its knobs.
+    let sample = sample
+        .replace("${SANDBOX_PORT}", "9400")
+        .replace("${INVOKE_PORT}", "9000")
+        .replace("${DYNAMO_ENDPOINT}", endpoint);
     let mut lines: Vec<String> = sample
         .lines()
         .filter(|line| {
@@ -88,6 +92,17 @@ fn env_file(tickets: &str, mappings: &str, endpoint: &str) -> String {
             .map(|(key, value)| format!("{key}={value}")),
     );
     lines.join("\n") + "\n"
+}
+
+/// One value of `infra/local.env`.
+fn sample_setting(key: &str) -> String {
+    let sample =
+        std::fs::read_to_string(repo_root().join("infra/local.env")).expect("infra/local.env");
+    sample
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("infra/local.env has no {key}"))
+        .to_owned()
 }
 
 /// A running `cargo lambda watch`; dropping it stops its whole process group (the watch server,
@@ -289,7 +304,8 @@ async fn dataphin_test_connection_through_the_local_router() {
         .build()
         .expect("http client");
 
-    let (status, body) = post_connect(&client, &watch, ACCESS_TOKEN, now_ms()).await;
+    let access_token = sample_setting("DATAPHIN_ACCESS_TOKEN");
+    let (status, body) = post_connect(&client, &watch, &access_token, now_ms()).await;
     assert_eq!(status, 200, "connect with the configured token: {body}");
     assert_eq!(body["checkResult"], "success", "{body}");
 
@@ -300,7 +316,7 @@ async fn dataphin_test_connection_through_the_local_router() {
     assert_eq!(body["checkResult"], "failure", "{body}");
 
     let an_hour_ago = now_ms() - 3_600_000;
-    let (status, body) = post_connect(&client, &watch, ACCESS_TOKEN, an_hour_ago).await;
+    let (status, body) = post_connect(&client, &watch, &access_token, an_hour_ago).await;
     assert_eq!(status, 401, "connect with a stale timestamp: {body}");
     assert_eq!(body["errorCode"], "StaleTimestamp", "{body}");
     assert_eq!(body["checkResult"], "failure", "{body}");

@@ -42,6 +42,7 @@ fn ticket(approvers: Vec<ApproverStep>) -> CreateInstance {
         form: vec![
             ("标题".into(), "申请表权限: dw.ods_orders".into()),
             ("申请原因".into(), "月度对账".into()),
+            ("审批内容".into(), "Ticket: tk-1".into()),
         ],
     }
 }
@@ -162,6 +163,7 @@ async fn create_sends_the_exact_body_and_returns_the_instance_id() {
         "formComponentValues": [
             {"name": "标题", "value": "申请表权限: dw.ods_orders", "details": []},
             {"name": "申请原因", "value": "月度对账", "details": []},
+            {"name": "审批内容", "value": "Ticket: tk-1", "details": []},
         ],
     });
     assert_eq!(fake.creates(), vec![expected]);
@@ -282,8 +284,16 @@ async fn too_many_approver_steps_are_refused_without_a_call() {
     let steps = (0..20)
         .map(|i| step(ActionType::Or, &[&format!("u{i}")]))
         .collect();
+    let mut template = integration_tests::fake_dingtalk::default_template();
+    template.extend((0..150).map(|i| {
+        integration_tests::fake_dingtalk::FakeComponent::new("TextField", &format!("f{i}"), false)
+    }));
+    fake.set_template(PROC, template);
+    let mut form: Vec<(String, String)> = (0..148).map(|i| (format!("f{i}"), "v".into())).collect();
+    form.push(("审批内容".into(), "v".into()));
+    form.push(("标题".into(), "v".into()));
     let at_limit = CreateInstance {
-        form: (0..150).map(|i| (format!("f{i}"), "v".into())).collect(),
+        form,
         ..ticket(steps)
     };
     client.create_instance(&at_limit).await.unwrap();
@@ -311,7 +321,7 @@ async fn get_follows_the_flow_to_approval() {
         .task_id
         .as_deref()
         .is_some_and(|t| t.parse::<i64>().is_ok())));
-    assert_eq!(d.form_component_values.len(), 2);
+    assert_eq!(d.form_component_values.len(), 3);
 
     fake.act(&id, "u1", true, "ok").unwrap();
     fake.act(&id, "u3", true, "").unwrap();
@@ -531,7 +541,8 @@ fn good_body() -> Value {
     json!({
         "originatorUserId": "u0", "processCode": PROC, "deptId": -1, "microappAgentId": AGENT,
         "approvers": [{"actionType": "OR", "userIds": ["u1"]}],
-        "formComponentValues": [{"name": "标题", "value": "x", "details": []}],
+        "formComponentValues": [{"name": "标题", "value": "x", "details": []},
+            {"name": "审批内容", "value": "x", "details": []}],
     })
 }
 

@@ -346,3 +346,57 @@ async fn a_redispatch_adopts_the_instance_an_earlier_attempt_made() {
         "{view}"
     );
 }
+
+async fn dataphin_terminate(b: &Bridge, apply_id: &str) -> (u16, Value) {
+    let path = format!(
+        "/dataphin/bpms/processinstance/terminate?{}",
+        b.auth_query()
+    );
+    let body = serde_json::json!({"tenantId": TENANT, "applyId": apply_id,
+        "operatorUserId": "300000913", "reason": "no longer needed"});
+    b.request(
+        Function::Withdraw,
+        "POST",
+        &path,
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_withdrawal_of_a_finished_instance_gets_409_and_the_ticket_takes_the_real_outcome() {
+    let b = Bridge::start(Options::default()).await;
+    let (status, _, id) = submit(&b, "7300000000000091").await;
+    assert_eq!(status, 200);
+    b.push_pending_dingtalk_events().await;
+    let instance = b.ticket(&id).await.instance_id.unwrap();
+    // Approved in DingTalk; its event is lost.
+    b.dingtalk.finish(&instance, true).unwrap();
+    b.dingtalk.take_events();
+    let (status, reply) = dataphin_terminate(&b, "7300000000000091").await;
+    assert_eq!(status, 409, "{reply}");
+    assert!(reply.to_string().contains("APPROVED"), "{reply}");
+    assert_eq!(b.ticket(&id).await.status, models::TicketStatus::Approved);
+}
+
+#[tokio::test]
+async fn a_departed_originators_instance_is_terminated_as_the_system() {
+    let b = Bridge::start(Options::default()).await;
+    let (status, _, id) = submit(&b, "7300000000000092").await;
+    assert_eq!(status, 200);
+    b.push_pending_dingtalk_events().await;
+    b.dingtalk.depart("dt-alice");
+    let (status, reply) = dataphin_terminate(&b, "7300000000000092").await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["status"], "WITHDRAWN", "{reply}");
+    let terminations = b.dingtalk.terminations();
+    assert_eq!(terminations.len(), 1);
+    assert_eq!(terminations[0]["isSystem"], true);
+    assert!(
+        terminations[0].get("operatingUserId").is_none(),
+        "{terminations:?}"
+    );
+    let instance = b.ticket(&id).await.instance_id.unwrap();
+    assert_eq!(b.dingtalk.instance(&instance).unwrap().status, "TERMINATED");
+}

@@ -19,6 +19,9 @@ pub struct BackendError {
     pub message: String,
     /// False when the backend refused for good (e.g. an invalid parameter).
     pub retryable: bool,
+    /// A termination refused because the instance had already ended: what DingTalk says happened,
+    /// so the ticket takes the real outcome.
+    pub finished: Option<Vec<ApprovalEvent>>,
 }
 
 impl std::fmt::Display for BackendError {
@@ -40,6 +43,7 @@ fn dingtalk_failure(operation: &str, e: &dingtalk::DingTalkError) -> BackendErro
     let class = crate::metrics::classify_dingtalk(status, code);
     crate::metrics::backend_error("dingtalk", operation, code, class).emit();
     BackendError {
+        finished: None,
         retryable: e.is_retryable(),
         message: format!("DingTalk: {e}"),
     }
@@ -55,6 +59,7 @@ fn webhook_failure(operation: &str, e: impl std::fmt::Display) -> BackendError {
     )
     .emit();
     BackendError {
+        finished: None,
         retryable: true,
         message: format!("webhook: {e}"),
     }
@@ -156,6 +161,7 @@ impl Backend {
                 let values =
                     dingtalk::form::fill(&schema, &ticket.id, &fields, &settings.form_labels)
                         .map_err(|e| BackendError {
+                            finished: None,
                             retryable: false,
                             message: format!("DingTalk template {process_code}: {e}"),
                         })?;
@@ -187,6 +193,7 @@ impl Backend {
                             }
                             Ok(None) => Err(dingtalk_failure("create", &e)),
                             Err(lookup) => Err(BackendError {
+                                finished: None,
                                 retryable: true,
                                 message: format!(
                                     "DingTalk: {e}; looking for its instance: {lookup}"
@@ -244,6 +251,7 @@ impl Backend {
                     })
                     .filter(|s| !s.is_empty())
                     .ok_or_else(|| BackendError {
+                        finished: None,
                         retryable: true,
                         message: "webhook: reply has no instance_id".into(),
                     })
@@ -259,10 +267,36 @@ impl Backend {
         match self {
             Backend::DingTalk { client, .. } => {
                 crate::metrics::dingtalk_call("terminate").emit();
-                client
+                let mut result = client
                     .terminate_instance(instance, reason, &ticket.applicant.backend_user_id, true)
-                    .await
-                    .map_err(|e| dingtalk_failure("terminate", &e))
+                    .await;
+                if matches!(&result, Err(e) if e.code() == Some("userNotExist")) {
+                    // The originator has left: a system termination needs no operator.
+                    crate::metrics::dingtalk_call("terminate").emit();
+                    result = client.terminate_instance(instance, reason, "", true).await;
+                }
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.code() == Some("aflowProcessInstStatusException") => {
+                        // Refused for an instance no longer running, or within DingTalk's 15 s
+                        // of its creation: the instance says which.
+                        let mut failure = dingtalk_failure("terminate", &e);
+                        crate::metrics::dingtalk_call("get").emit();
+                        if let Ok(detail) = client.get_instance(instance).await {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as i64);
+                            if detail.outcome().is_some() {
+                                failure.retryable = false;
+                                failure.finished = Some(events_from_instance(&detail, now));
+                            } else {
+                                failure.retryable = true;
+                            }
+                        }
+                        Err(failure)
+                    }
+                    Err(e) => Err(dingtalk_failure("terminate", &e)),
+                }
             }
             Backend::Webhook(client) => {
                 let event = json!({"event": "ticket.withdrawn", "ticket_id": ticket.id, "instance_id": instance, "reason": reason});

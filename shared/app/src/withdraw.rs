@@ -123,6 +123,17 @@ pub async fn withdraw(
     let cancelled = if ticket.instance_id.is_some() {
         match app.backend.terminate(&ticket, &remark).await {
             Ok(()) => Ok(()),
+            Err(e) if e.finished.is_some() => {
+                // The instance ended before the withdrawal reached it: the ticket takes the
+                // real outcome and the withdrawal is refused with it.
+                let events = e.finished.unwrap_or_default();
+                crate::callback::fold(app, id, None, &events).await?;
+                let t = tickets::load(app, id).await?;
+                return Err(AppError::Conflict(format!(
+                    "ticket {id} is already {} in the approval system",
+                    t.status.as_str()
+                )));
+            }
             Err(e) if force => Err(e.message),
             Err(e) => {
                 tickets::update(app, id, |t| {

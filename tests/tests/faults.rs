@@ -107,6 +107,14 @@ async fn ticket_direct(b: &Bridge, id: &str) -> models::ticket::Ticket {
 /// Decides every ticket in DingTalk; returns every event DingTalk produced (creates' included).
 async fn decide(b: &Bridge, tickets: &[(String, bool)]) -> Vec<Value> {
     for (id, agree) in tickets {
+        // A create answered 200 while another attempt held the forwarding lease (or whose
+        // forwarding write failed) is forwarded by the dispatcher once the lease ends.
+        for _ in 0..20 {
+            if ticket_direct(b, id).await.instance_id.is_some() {
+                break;
+            }
+            let _ = app::dispatch::run(&b.app, now_ms() + 600_000).await;
+        }
         let instance = ticket_direct(b, id)
             .await
             .instance_id

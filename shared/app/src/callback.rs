@@ -373,12 +373,13 @@ const ANSWER_READ_BUDGET: Duration = Duration::from_millis(300);
 /// Delivers the ticket's due result if Dataphin answers within [`ANSWER_DELIVERY_BUDGET`];
 /// otherwise leaves it due for the dispatcher. Never fails the caller.
 pub async fn deliver_within_answer(app: &App, ticket_id: &str) {
-    if tokio::time::timeout(
-        ANSWER_DELIVERY_BUDGET,
-        delivery::deliver_now(app, ticket_id),
-    )
-    .await
-    .is_err()
+    // The attempt runs on its own task: cut off from the answer, it still finishes where the
+    // runtime lives on (locally; in Lambda until the sandbox freezes), keeping its lease's loop.
+    let (app, id) = (app.clone(), ticket_id.to_string());
+    let attempt = tokio::spawn(async move { delivery::deliver_now(&app, &id).await });
+    if tokio::time::timeout(ANSWER_DELIVERY_BUDGET, attempt)
+        .await
+        .is_err()
     {
         tracing::warn!(
             ticket_id,

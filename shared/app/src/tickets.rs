@@ -11,8 +11,11 @@ use tracing::Instrument;
 
 use crate::{views, App, AppError, AppResult};
 
-/// How many times a write is retried against concurrent writers before giving up.
-const MAX_ATTEMPTS: u32 = 100;
+/// How long a write keeps retrying against concurrent writers and throttling before giving up:
+/// well below the HTTP functions' 29 s Lambda timeout (and the dispatcher's 55 s), so an
+/// invocation stops cleanly with an error its caller retries, instead of being killed mid-way.
+/// A deadline, not a count: a count of quick conflicts says nothing about the time left.
+const WRITE_RETRY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// When the dispatcher must next look at this ticket, if ever: a due delivery, an owed backend
 /// cancellation, a dispatch that never completed, reconciliation of a quiet PENDING ticket, expiry.
@@ -81,7 +84,8 @@ async fn update_in_span<F>(app: &App, id: &str, mut change: F) -> AppResult<Tick
 where
     F: FnMut(&mut Ticket) -> AppResult<bool>,
 {
-    for attempt in 0..MAX_ATTEMPTS {
+    let deadline = std::time::Instant::now() + WRITE_RETRY_DEADLINE;
+    for attempt in 0u32.. {
         let mut t = load(app, id).await?;
         let before = t.status;
         if !change(&mut t)? {
@@ -98,7 +102,11 @@ where
             Err(e) => return Err(e.into()),
         }
         let ms = rand::thread_rng().gen_range(5..30) * u64::from(attempt.min(8) + 1);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let pause = Duration::from_millis(ms);
+        if std::time::Instant::now() + pause >= deadline {
+            break;
+        }
+        tokio::time::sleep(pause).await;
     }
     Err(AppError::Internal(format!(
         "ticket {id}: too much concurrent change, try again"

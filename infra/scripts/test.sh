@@ -58,7 +58,7 @@ check fmt cargo fmt --all -- --check
 check clippy cargo clippy --workspace --all-targets -- -D warnings
 # The function binaries are built first so the local router test starts them without compiling.
 check build cargo build --workspace --bins
-check test cargo test --workspace
+check test cargo test --workspace --no-fail-fast
 check rules cargo run -q -p bridge-cli -- validate-rules infra/rules.sample.json
 check cfn-lint aws_offline .venv/bin/cfn-lint template.yaml
 check sam-validate aws_offline .venv/bin/sam validate --lint --template template.yaml --region us-east-1

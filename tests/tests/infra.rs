@@ -688,9 +688,16 @@ fn allowed_access() -> BTreeMap<&'static str, TableAccess> {
     BTreeMap::from([
         (
             "submit",
+            // The create's one read: the ticket and its users' mappings in one BatchGetItem.
             BTreeMap::from([
-                (tickets, (TICKET_WRITER.to_vec(), false)),
-                (mappings, (MAPPING_READER.to_vec(), true)),
+                (
+                    tickets,
+                    ([TICKET_WRITER, &["BatchGetItem"]].concat(), false),
+                ),
+                (
+                    mappings,
+                    ([MAPPING_READER, &["BatchGetItem"]].concat(), true),
+                ),
             ]),
         ),
         (

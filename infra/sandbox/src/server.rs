@@ -452,8 +452,24 @@ fn form_of(inst: &FakeInstance) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// The ticket an instance belongs to, as the bridge wrote it into the form (`Ticket: <id>` in the
+/// multi-line component): instances the dispatcher forwards later never passed through the
+/// sandbox's own submit, so the form is the only place that says.
+fn ticket_in_form(form: &[Value]) -> Option<String> {
+    form.iter()
+        .filter_map(|f| f["value"].as_str())
+        .flat_map(str::lines)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Ticket: ")
+                .map(|id| id.trim().to_owned())
+        })
+        .filter(|id| !id.is_empty())
+}
+
 fn dingtalk_json(inst: &FakeInstance, ticket: Option<&String>) -> Value {
     let form = form_of(inst);
+    let ticket = ticket.cloned().or_else(|| ticket_in_form(&form));
     let title = form
         .iter()
         .find(|f| f["name"] == "Title" || f["name"] == "标题")
@@ -795,4 +811,22 @@ async fn shutdown_signal() {
 /// For tests: `CALLBACK_PATH` under a sandbox's base URL.
 pub fn callback_url(base: &str) -> String {
     format!("{base}{CALLBACK_PATH}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ticket_of_an_instance_is_read_from_its_form() {
+        let form = vec![
+            json!({"name": "标题", "value": "read orders"}),
+            json!({"name": "审批内容", "value": "Ticket: T-42\nTitle: read orders"}),
+        ];
+        assert_eq!(ticket_in_form(&form).as_deref(), Some("T-42"));
+        assert_eq!(
+            ticket_in_form(&[json!({"name": "x", "value": "no id"})]),
+            None
+        );
+    }
 }

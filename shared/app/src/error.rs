@@ -29,6 +29,10 @@ pub enum AppError {
     BackendUnavailable(String),
     #[error("admin token missing or not valid")]
     Unauthorized,
+    /// A setting of the deployment is wrong (a broken `RULES_FILE`, say): the operator must read
+    /// which, so unlike `Internal` the message is answered. It names settings, never their secrets.
+    #[error("{0}")]
+    Misconfigured(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -63,7 +67,7 @@ impl AppError {
             AppError::Conflict(_) => 409,
             AppError::PayloadTooLarge(_) => 413,
             AppError::BackendUnavailable(_) => 502,
-            AppError::Internal(_) => 500,
+            AppError::Internal(_) | AppError::Misconfigured(_) => 500,
         }
     }
 
@@ -79,7 +83,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => "PayloadTooLarge",
             AppError::BackendUnavailable(_) => "BackendUnavailable",
             AppError::Unauthorized => "Unauthorized",
-            AppError::Internal(_) => "Internal",
+            AppError::Internal(_) | AppError::Misconfigured(_) => "Internal",
         }
     }
 

@@ -125,7 +125,9 @@ pub async fn within_deadline<Fut>(
 where
     Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>>,
 {
-    let Some(deadline) = deadline_ms else {
+    // Lambda's deadline is always ahead when an invocation starts. One already behind is not a
+    // deadline: `cargo lambda watch` sends the constant 600000 (1970), so locally there is none.
+    let Some(deadline) = deadline_ms.filter(|d| *d > now_ms) else {
         return fut.await;
     };
     let budget = (deadline - now_ms - DEADLINE_MARGIN_MS).max(0) as u64;
@@ -179,5 +181,15 @@ mod deadline_tests {
                 .status(),
             202
         );
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_behind_as_cargo_lambda_sends_it_is_no_deadline() {
+        let now = http::now_ms();
+        let io = async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            body(203)
+        };
+        assert_eq!(within_deadline(Some(600_000), now, io).await.status(), 203);
     }
 }

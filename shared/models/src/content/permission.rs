@@ -9,14 +9,11 @@ use super::lenient::{self, Scalar};
 use crate::facts::Period;
 
 /// A permission request: who gets what, on which resources, for how long and why.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PermissionRequest {
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub resource_type: Option<String>,
     #[serde(
         default,
@@ -24,7 +21,7 @@ pub struct PermissionRequest {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub grant_to_users: Vec<Grant>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub bpms_environment: Option<Environment>,
     /// Most scenarios name the requested operations `operates` ...
     #[serde(
@@ -53,13 +50,9 @@ pub struct PermissionRequest {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub resources: Vec<Resource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub apply_object: Option<Value>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub reason: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -130,38 +123,28 @@ impl PermissionRequest {
 }
 
 /// One grantee (`grantToUsers[]`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Grant {
     #[serde(default)]
     pub account: Account,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub period: Option<GrantPeriod>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 /// A personal account (`PERSONAL`), tenant account (`PRODUCE`) or user group (`USER_GROUP`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub account_type: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub user_id: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub user_name: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -177,26 +160,15 @@ impl Account {
 }
 
 /// `DAYS_n` with an end date, `SHORT_TIME` with start and end, or `LONG_TERM`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantPeriod {
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub period_type: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub period_start: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub period_end: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -233,39 +205,20 @@ impl GrantPeriod {
 }
 
 /// `bpmsEnvironment`: where the requested objects live.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Environment {
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub project_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub project_display_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub biz_unit_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub biz_unit_display_name: Option<String>,
     /// `PROD` or `DEV`.
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub resource_env: Option<String>,
     /// Data source tables only.
     #[serde(
@@ -288,36 +241,21 @@ pub struct Environment {
 }
 
 /// One requested object: a table, view, data source, API, variable, key, function or row rule set.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Resource {
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub resource_type: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub resource_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub resource_cn_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub resource_env: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub resource_project: Option<ResourceProject>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub resource_biz_unit: Option<ResourceBizUnit>,
     /// Columns of a table; fields of a data service object; rules of a row permission.
     #[serde(
@@ -332,7 +270,7 @@ pub struct Resource {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub operations: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub properties: Option<ResourceProperties>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -344,39 +282,25 @@ impl Resource {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceProject {
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub project_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub project_cn_name: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceBizUnit {
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub biz_unit_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub biz_unit_cn_name: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -384,16 +308,13 @@ pub struct ResourceBizUnit {
 
 /// A resource's `children` entry: a column (tables), a sub-field (data service) or a rule
 /// (row permissions, which carry only a name).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Column {
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub resource_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub resource_properties: Option<ColumnProperties>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -436,50 +357,28 @@ impl Column {
 }
 
 /// `children[].resourceProperties`; the flags are `"true"`/`"false"` strings in Dataphin.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ColumnProperties {
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub column_type: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub column_is_partition: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub column_is_pk: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub classify_path: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub classify_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub security_level: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 /// `resources[].properties`: free-form in Dataphin, with a few keys that carry meaning.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceProperties {
@@ -502,74 +401,43 @@ pub struct ResourceProperties {
     )]
     pub row_permission_desc: Option<String>,
     /// Keys: `"true"` when only the owner may manage the key.
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub owner_manage_only: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 /// One table column a row permission restricts (decoded `ROW_PERMISSION_TABLE` entry).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RowPermissionTable {
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub column_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub resource_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub resource_cn_name: Option<String>,
     /// `odps.<tenant>.<project>.<table>`.
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub resource_id: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub mapping_column_id: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub creator: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub modifier: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub gmt_create: Option<Scalar>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub gmt_modified: Option<Scalar>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub id: Option<Scalar>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub row_permission_id: Option<Scalar>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tenant_id: Option<Scalar>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub resource_properties: Option<Map<String, Value>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

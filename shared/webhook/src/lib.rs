@@ -56,7 +56,8 @@ fn excerpt_suffix(body: &str) -> String {
 #[derive(Clone)]
 pub struct WebhookClient {
     url: Url,
-    secret: Vec<u8>,
+    /// Shared by clones, replaced by [`WebhookClient::rotate_secret`].
+    secret: std::sync::Arc<std::sync::RwLock<Vec<u8>>>,
     http: reqwest::Client,
 }
 
@@ -95,9 +96,14 @@ impl WebhookClient {
             outbound::client(connect, total).map_err(|e| WebhookError::Client(error_chain(&e)))?;
         Ok(Self {
             url,
-            secret: secret.as_bytes().to_vec(),
+            secret: std::sync::Arc::new(std::sync::RwLock::new(secret.as_bytes().to_vec())),
             http,
         })
+    }
+
+    /// Signs from now on with `secret` (a rotation read from Secrets Manager), in every clone.
+    pub fn rotate_secret(&self, secret: &str) {
+        *self.secret.write().unwrap_or_else(|p| p.into_inner()) = secret.as_bytes().to_vec();
     }
 
     /// Posts `event` signed now. On 2xx returns the parsed JSON answer, or `Null` when the body is empty
@@ -105,7 +111,10 @@ impl WebhookClient {
     pub async fn send(&self, idempotency_key: &str, event: &Value) -> Result<Value, WebhookError> {
         let body = serde_json::to_vec(event).expect("a JSON value always serialises");
         let timestamp = now_ms().to_string();
-        let signature = webhook_signature(&self.secret, &timestamp, &body);
+        let signature = {
+            let secret = self.secret.read().unwrap_or_else(|p| p.into_inner());
+            webhook_signature(&secret, &timestamp, &body)
+        };
         let response = self
             .http
             .post(self.url.clone())

@@ -718,11 +718,12 @@ async fn behind_iam_the_admin_token_travels_in_its_own_header() {
 fn admin_reaches_only_the_rules_items_of_the_tickets_table() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
     let template: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let statements = template["Resources"]["AdminFunction"]["Properties"]["Policies"][0]
-        ["Statement"]
+    let statements: Vec<Value> = template["Resources"]["AdminFunction"]["Properties"]["Policies"]
         .as_array()
         .unwrap()
-        .clone();
+        .iter()
+        .flat_map(|p| p["Statement"].as_array().unwrap().clone())
+        .collect();
     let on_tickets: Vec<&Value> = statements
         .iter()
         .filter(|s| s["Resource"].to_string().contains("TicketsTable"))

@@ -20,13 +20,21 @@ pub struct ConfigError {
 /// request that read it a moment ago still holds a valid `&str`, and a container sees a handful of
 /// rotations in its lifetime, each a few dozen bytes.
 #[derive(Clone)]
-pub struct Secret(std::sync::Arc<std::sync::RwLock<&'static str>>);
+pub struct Secret(std::sync::Arc<SecretCell>);
+
+struct SecretCell {
+    value: std::sync::RwLock<&'static str>,
+    /// How often the value was used: the least-privilege test derives from it which secrets each
+    /// function needs.
+    reads: std::sync::atomic::AtomicU64,
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(std::sync::Arc::new(std::sync::RwLock::new(leak(
-            value.into(),
-        ))))
+        Secret(std::sync::Arc::new(SecretCell {
+            value: std::sync::RwLock::new(leak(value.into())),
+            reads: Default::default(),
+        }))
     }
 
     /// A secret this function was not given (in AWS each function reads only the secrets it
@@ -36,12 +44,20 @@ impl Secret {
     }
 
     pub fn expose(&self) -> &str {
-        *self.0.read().unwrap_or_else(|p| p.into_inner())
+        self.0
+            .reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.0.value.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many times [`Secret::expose`] was called, by every holder.
+    pub fn reads(&self) -> u64 {
+        self.0.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replaces the value for every holder; `false` when it was already this value.
     pub fn replace(&self, value: &str) -> bool {
-        let mut cell = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut cell = self.0.value.write().unwrap_or_else(|p| p.into_inner());
         if *cell == value {
             return false;
         }
@@ -56,7 +72,8 @@ fn leak(value: String) -> &'static str {
 
 impl PartialEq for Secret {
     fn eq(&self, other: &Secret) -> bool {
-        self.expose() == other.expose()
+        let value = |s: &Secret| *s.0.value.read().unwrap_or_else(|p| p.into_inner());
+        value(self) == value(other)
     }
 }
 

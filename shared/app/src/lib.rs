@@ -135,18 +135,12 @@ impl App {
     }
 
     /// After an authentication failure against `party`: re-reads its secret (rate limited, see
-    /// [`secrets::Rereader::reread`]) and hands a new webhook secret to the BPM client too.
+    /// [`secrets::Rereader::reread`]); the clients read the cells, so they sign with it at once.
     pub async fn reread_secret(&self, party: secrets::Party) -> bool {
         let Some(rereader) = &self.secrets else {
             return false;
         };
-        let changed = rereader.reread(party).await;
-        if changed && party == secrets::Party::Webhook {
-            if let (Backend::Webhook(client), Some(w)) = (&self.backend, &self.config.webhook) {
-                client.rotate_secret(w.secret.expose());
-            }
-        }
-        changed
+        rereader.reread(party).await
     }
 }
 

@@ -80,12 +80,17 @@ pub type SecretRefresher = Arc<
     dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync,
 >;
 
+/// Where the AppSecret is read at each token request, so a rotated value is used at once.
+pub type SecretSource = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// DingTalk OA client. Cheap to clone; clones share the configuration and the token cache.
 #[derive(Clone)]
 pub struct DingTalkClient {
     cfg: Arc<DingTalkConfig>,
-    /// The AppSecret in use: `cfg.app_secret` until a refresher hands a new one.
+    /// The AppSecret in use when no [`SecretSource`] is set: `cfg.app_secret` until a refresher
+    /// hands a new one.
     app_secret: Arc<std::sync::RwLock<String>>,
+    source: Option<SecretSource>,
     refresher: Option<SecretRefresher>,
     base: Arc<str>,
     http: reqwest::Client,
@@ -150,6 +155,7 @@ impl DingTalkClient {
         let base: Arc<str> = cfg.api_base.trim_end_matches('/').into();
         DingTalkClient {
             app_secret: Arc::new(std::sync::RwLock::new(cfg.app_secret.clone())),
+            source: None,
             refresher: None,
             cfg: Arc::new(cfg),
             base,
@@ -167,6 +173,12 @@ impl DingTalkClient {
     /// current one and, if it changed, fetches the token once more with it.
     pub fn with_secret_refresher(mut self, refresher: SecretRefresher) -> Self {
         self.refresher = Some(refresher);
+        self
+    }
+
+    /// Reads the AppSecret from `source` at each token request instead of the configuration's copy.
+    pub fn with_secret_source(mut self, source: SecretSource) -> Self {
+        self.source = Some(source);
         self
     }
 
@@ -504,7 +516,9 @@ impl DingTalkClient {
                 if current == used {
                     return Err(e);
                 }
-                *self.app_secret.write().unwrap_or_else(|p| p.into_inner()) = current;
+                if self.source.is_none() {
+                    *self.app_secret.write().unwrap_or_else(|p| p.into_inner()) = current;
+                }
                 self.fetch_token().await?
             }
             other => other?,
@@ -529,6 +543,9 @@ impl DingTalkClient {
     }
 
     fn current_secret(&self) -> String {
+        if let Some(source) = &self.source {
+            return source();
+        }
         self.app_secret
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -52,12 +52,16 @@ fn excerpt_suffix(body: &str) -> String {
     }
 }
 
+/// Where the shared secret is read at each signature, so a rotated value is used at once.
+pub type SecretSource = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Sends signed events to `WEBHOOK_URL`; build once per process and share.
 #[derive(Clone)]
 pub struct WebhookClient {
     url: Url,
-    /// Shared by clones, replaced by [`WebhookClient::rotate_secret`].
-    secret: std::sync::Arc<std::sync::RwLock<Vec<u8>>>,
+    secret: Vec<u8>,
+    /// Where the secret is read at each signature instead (a rotated value is used at once).
+    source: Option<SecretSource>,
     http: reqwest::Client,
 }
 
@@ -96,14 +100,16 @@ impl WebhookClient {
             outbound::client(connect, total).map_err(|e| WebhookError::Client(error_chain(&e)))?;
         Ok(Self {
             url,
-            secret: std::sync::Arc::new(std::sync::RwLock::new(secret.as_bytes().to_vec())),
+            secret: secret.as_bytes().to_vec(),
+            source: None,
             http,
         })
     }
 
-    /// Signs from now on with `secret` (a rotation read from Secrets Manager), in every clone.
-    pub fn rotate_secret(&self, secret: &str) {
-        *self.secret.write().unwrap_or_else(|p| p.into_inner()) = secret.as_bytes().to_vec();
+    /// Signs with the value `source` answers at each call instead of the one given to `new`.
+    pub fn with_secret_source(mut self, source: SecretSource) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// Posts `event` signed now. On 2xx returns the parsed JSON answer, or `Null` when the body is empty
@@ -111,9 +117,9 @@ impl WebhookClient {
     pub async fn send(&self, idempotency_key: &str, event: &Value) -> Result<Value, WebhookError> {
         let body = serde_json::to_vec(event).expect("a JSON value always serialises");
         let timestamp = now_ms().to_string();
-        let signature = {
-            let secret = self.secret.read().unwrap_or_else(|p| p.into_inner());
-            webhook_signature(&secret, &timestamp, &body)
+        let signature = match &self.source {
+            Some(source) => webhook_signature(source().as_bytes(), &timestamp, &body),
+            None => webhook_signature(&self.secret, &timestamp, &body),
         };
         let response = self
             .http

@@ -29,6 +29,10 @@ pub enum AppError {
     BackendUnavailable(String),
     #[error("admin token missing or not valid")]
     Unauthorized,
+    /// The bridge's own settings are wrong (a `RULES_FILE` that does not validate): a 500 whose
+    /// message is shown, since it names a setting and a rule, never a secret or an AWS detail.
+    #[error("{0}")]
+    Misconfigured(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -63,7 +67,7 @@ impl AppError {
             AppError::Conflict(_) => 409,
             AppError::PayloadTooLarge(_) => 413,
             AppError::BackendUnavailable(_) => 502,
-            AppError::Internal(_) => 500,
+            AppError::Internal(_) | AppError::Misconfigured(_) => 500,
         }
     }
 
@@ -79,7 +83,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => "PayloadTooLarge",
             AppError::BackendUnavailable(_) => "BackendUnavailable",
             AppError::Unauthorized => "Unauthorized",
-            AppError::Internal(_) => "Internal",
+            AppError::Internal(_) | AppError::Misconfigured(_) => "Internal",
         }
     }
 

@@ -28,9 +28,9 @@ async fn current_read(app: &App, cached: bool) -> AppResult<(RulesDocument, u64)
     }
     if let Some(path) = &app.config.rules_file {
         let bytes = std::fs::read(path)
-            .map_err(|e| AppError::Internal(format!("RULES_FILE {path}: {e}")))?;
+            .map_err(|e| AppError::Misconfigured(format!("RULES_FILE {path}: {e}")))?;
         let doc = RulesDocument::parse(&bytes)
-            .map_err(|e| AppError::Internal(format!("RULES_FILE {path}: {e}")))?;
+            .map_err(|e| AppError::Misconfigured(format!("RULES_FILE {path}: {e}")))?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         return match app.store.put_rules(&text, None).await {
             Ok(version) => Ok((doc, version)),

@@ -272,3 +272,68 @@ impl From<SecretsError> for ConfigError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_secret_variable_belongs_to_one_party() {
+        for variable in [
+            "DATAPHIN_ACCESS_TOKEN",
+            "DATAPHIN_AES_KEY",
+            "DINGTALK_APP_SECRET",
+            "DINGTALK_CALLBACK_TOKEN",
+            "DINGTALK_CALLBACK_AES_KEY",
+            "WEBHOOK_SECRET",
+            "ADMIN_TOKEN",
+        ] {
+            let owners: Vec<Party> = Party::ALL
+                .into_iter()
+                .filter(|p| p.variables().contains(&variable))
+                .collect();
+            assert_eq!(owners.len(), 1, "{variable}");
+        }
+        assert_eq!(Party::of_variable("WEBHOOK_URL"), None);
+    }
+
+    #[test]
+    fn with_arns_a_function_holds_only_its_parties_secrets() {
+        // Plain variables: every secret is held.
+        let plain = env(&[("ADMIN_TOKEN", "x")]);
+        assert!(arns(&plain).is_empty());
+        assert!(holds(&plain, "DATAPHIN_ACCESS_TOKEN"));
+        // Secrets Manager: only the parties whose ARN is given; other settings as ever.
+        let given = env(&[("ADMIN_SECRET_ARN", "arn:aws:secretsmanager:r:1:secret:a")]);
+        assert_eq!(
+            arns(&given).keys().copied().collect::<Vec<_>>(),
+            vec![Party::Admin]
+        );
+        assert!(holds(&given, "ADMIN_TOKEN"));
+        assert!(!holds(&given, "DATAPHIN_ACCESS_TOKEN"));
+        assert!(!holds(&given, "DINGTALK_CALLBACK_AES_KEY"));
+        assert!(holds(&given, "WEBHOOK_URL"));
+        // A blank ARN is no ARN.
+        assert!(arns(&env(&[("ADMIN_SECRET_ARN", " ")])).is_empty());
+    }
+
+    #[test]
+    fn secrets_read_override_the_environment() {
+        let base = env(&[("ADMIN_TOKEN", "from-env"), ("BACKEND", "webhook")]);
+        let with = WithSecrets {
+            values: env(&[("ADMIN_TOKEN", "from-secret")]),
+            env: &base,
+        };
+        assert_eq!(with.get("ADMIN_TOKEN").as_deref(), Some("from-secret"));
+        assert_eq!(with.get("BACKEND").as_deref(), Some("webhook"));
+    }
+}

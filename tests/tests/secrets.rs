@@ -513,3 +513,47 @@ async fn plain_variables_keep_working_without_secrets_manager() {
     );
     assert_eq!(connect(&app, ACCESS_TOKEN).await, 200);
 }
+
+#[tokio::test]
+async fn a_bpm_refusing_the_old_signature_makes_the_bridge_reread_once_and_send_again() {
+    let moto = Moto::start();
+    let reads = Reads::default();
+    let sm = moto.client(&reads);
+    let b = Bridge::start(Options {
+        backend: Backend::Webhook,
+        ..Options::default()
+    })
+    .await;
+    let arns = create_secrets(&sm).await;
+    let app = app_from_arns(&b, &arns, moto.client(&reads)).await;
+    // The BPM team switched to the new secret before the bridge heard of it.
+    rotate(
+        &sm,
+        &arns[&Party::Webhook],
+        json!({"WEBHOOK_SECRET": NEW_WEBHOOK_SECRET}),
+    )
+    .await;
+    b.bpm.set_secret(NEW_WEBHOOK_SECRET);
+    let (status, reply) = create(&app, ACCESS_TOKEN, &fixture("02_physical_table_high.json")).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["processInstanceId"].as_str().unwrap();
+    assert!(
+        b.bpm.instance_for(id).is_some(),
+        "the BPM took the resent, newly signed ticket"
+    );
+    assert_eq!(
+        b.bpm.unauthorized(),
+        1,
+        "one refusal, then the new signature"
+    );
+    assert_eq!(reads.of(&arns[&Party::Webhook]), 2);
+    // Later calls sign with the new secret at once.
+    let (status, _) = create(
+        &app,
+        ACCESS_TOKEN,
+        &with_apply_id(&fixture("02_physical_table_high.json"), "after-rotation"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(b.bpm.unauthorized(), 1);
+}

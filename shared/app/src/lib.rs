@@ -124,6 +124,24 @@ impl App {
                 })
             }));
         }
+        if let (Some(rereader), Backend::Webhook(client)) = (&rereader, &mut backend) {
+            // A signature the BPM refuses re-reads the webhook secret once, then sends again.
+            let rereader = rereader.clone();
+            let cell = config
+                .webhook
+                .as_ref()
+                .expect("webhook settings for the webhook backend")
+                .secret
+                .clone();
+            *client = client.clone().with_secret_refresher(Arc::new(move || {
+                let rereader = rereader.clone();
+                let cell = cell.clone();
+                Box::pin(async move {
+                    rereader.reread(secrets::Party::Webhook).await;
+                    cell.expose().to_owned()
+                })
+            }));
+        }
         let dataphin = dataphin::DataphinClient::new()?;
         Ok(App {
             config: Arc::new(config),

@@ -452,6 +452,12 @@ async fn a_function_holds_only_the_secrets_it_is_given_and_a_bad_secret_fails_th
     let app = app_from_arns(&b, &admin_only, moto.client(&reads)).await;
     assert_eq!(admin_call(&app, ADMIN_TOKEN).await, 200);
     assert_eq!(connect(&app, ACCESS_TOKEN).await, 401);
+    assert_eq!(
+        connect(&app, "").await,
+        401,
+        "an empty token never matches an absent one"
+    );
+    assert_eq!(admin_call(&app, "").await, 401);
     assert_eq!(reads.of(&arns[&Party::Dataphin]), 0);
 
     // A secret that is not the JSON object of its variables stops the start, naming its ARN variable.

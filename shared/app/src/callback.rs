@@ -408,6 +408,10 @@ pub async fn webhook_event(
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     crate::auth::checked(app, crate::secrets::Party::Webhook, || {
+        // Without the secret (not given to this function) anyone could sign: refuse.
+        if settings.secret.is_absent() {
+            return Err(AppError::InvalidAccessToken);
+        }
         crypto::verify_webhook(
             settings.secret.expose().as_bytes(),
             header(crypto::TIMESTAMP_HEADER),

@@ -50,6 +50,15 @@ impl Secret {
         *self.0.value.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this function was not given the secret (it is empty; see [`Secret::absent`]).
+    pub fn is_absent(&self) -> bool {
+        self.0
+            .value
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     /// How many times [`Secret::expose`] was called, by every holder.
     pub fn reads(&self) -> u64 {
         self.0.reads.load(std::sync::atomic::Ordering::Relaxed)

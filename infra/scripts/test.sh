@@ -33,6 +33,8 @@ log "dynalite for the tests on 127.0.0.1:$DYNAMO_PORT"
 
 export BRIDGE_TEST_DYNAMODB="http://127.0.0.1:$DYNAMO_PORT"
 export DINGTALK_INTEROP_PYTHON="$ROOT/.venv/bin/python"
+# moto's server, a Secrets Manager the secrets tests start on a free port of their own.
+export BRIDGE_TEST_MOTO="$ROOT/.venv/bin/moto_server"
 export SAM_CLI_TELEMETRY=0
 
 FAILED=()

@@ -242,36 +242,7 @@ impl Bridge {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Value) {
-        let mut builder = http_builder().method(method).uri(path_and_query);
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
-        }
-        let req: Request = builder
-            .body(if body.is_empty() {
-                Body::Empty
-            } else {
-                Body::Binary(body.to_vec())
-            })
-            .expect("request builds");
-        let resp = match function {
-            Function::Submit => submit::handle(&self.app, req).await,
-            Function::Callback => callback::handle(&self.app, req).await,
-            Function::Query => query::handle(&self.app, req).await,
-            Function::Withdraw => withdraw::handle(&self.app, req).await,
-            Function::Admin => admin::handle(&self.app, req).await,
-        };
-        let status = resp.status().as_u16();
-        let bytes: &[u8] = match resp.body() {
-            Body::Text(t) => t.as_bytes(),
-            Body::Binary(b) => b,
-            _ => &[],
-        };
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(bytes)))
-        };
-        (status, value)
+        call(&self.app, function, method, path_and_query, headers, body).await
     }
 
     /// `accessToken` and a fresh `timestamp`, as Dataphin sends them.
@@ -390,6 +361,47 @@ impl Bridge {
             v["applyId"].as_str().unwrap(),
         )
     }
+}
+
+/// Sends one HTTP request to a function's handler running with `app`, as API Gateway would.
+pub async fn call(
+    app: &App,
+    function: Function,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Value) {
+    let mut builder = http_builder().method(method).uri(path_and_query);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let req: Request = builder
+        .body(if body.is_empty() {
+            Body::Empty
+        } else {
+            Body::Binary(body.to_vec())
+        })
+        .expect("request builds");
+    let resp = match function {
+        Function::Submit => submit::handle(app, req).await,
+        Function::Callback => callback::handle(app, req).await,
+        Function::Query => query::handle(app, req).await,
+        Function::Withdraw => withdraw::handle(app, req).await,
+        Function::Admin => admin::handle(app, req).await,
+    };
+    let status = resp.status().as_u16();
+    let bytes: &[u8] = match resp.body() {
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    };
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(bytes)))
+    };
+    (status, value)
 }
 
 fn http_builder() -> lambda_http::http::request::Builder {

@@ -560,7 +560,12 @@ fn every_spec_setting_is_configured_for_every_function() {
         .as_object()
         .expect("Globals.Function.Environment.Variables");
     let configured: BTreeSet<&str> = variables.keys().map(String::as_str).collect();
-    let spec: BTreeSet<&str> = SPEC_SETTINGS.iter().copied().collect();
+    // Secrets are not plain variables in AWS (SPEC 2): they come from Secrets Manager.
+    let spec: BTreeSet<&str> = SPEC_SETTINGS
+        .iter()
+        .copied()
+        .filter(|s| !SECRET_SETTINGS.contains(s))
+        .collect();
     assert_eq!(configured, spec, "Globals environment vs SPEC section 2");
 
     let parameters = template["Parameters"].as_object().expect("Parameters");
@@ -573,12 +578,29 @@ fn every_spec_setting_is_configured_for_every_function() {
             "{name} refers to unknown {reference}"
         );
     }
+    // A function's own variables are the ARNs of the secrets it reads, nothing else.
+    let arn_variables: BTreeSet<&str> = app::secrets::Party::ALL
+        .iter()
+        .map(|p| p.arn_variable())
+        .collect();
+    let mut held = BTreeSet::new();
     for (id, (_, function)) in deployed_functions(&template) {
-        assert!(
-            function["Properties"].get("Environment").is_none(),
-            "{id} must take its settings from Globals only"
-        );
+        let own = function["Properties"]["Environment"]["Variables"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{id} names the secrets it reads"));
+        for name in own.keys() {
+            assert!(
+                arn_variables.contains(name.as_str()),
+                "{id} must take its settings from Globals; only secret ARNs are its own, not {name}"
+            );
+            held.insert(name.clone());
+        }
     }
+    assert_eq!(
+        held.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        arn_variables,
+        "every secret reaches the functions that use it"
+    );
 }
 
 /// The parameter or resource a variable's value comes from: `Ref: X`, or
@@ -600,32 +622,48 @@ fn referenced_name(value: &Value) -> Option<&str> {
 #[test]
 fn secrets_are_never_echoed() {
     let template = template();
-    let variables = &template["Globals"]["Function"]["Environment"]["Variables"];
-    let mut secret_parameters = BTreeSet::new();
+    let globals = serde_json::to_string(&template["Globals"]).unwrap();
     for setting in SECRET_SETTINGS {
-        let parameter = referenced_name(&variables[*setting])
-            .unwrap_or_else(|| panic!("{setting} comes from a parameter"));
-        let declared = &template["Parameters"][parameter];
-        assert_eq!(
-            declared["NoEcho"], true,
-            "{parameter} ({setting}) must be NoEcho"
-        );
         assert!(
-            declared.get("Default").is_none() || declared["Default"] == "",
-            "{parameter} must not ship a default secret"
+            !globals.contains(&format!("\"{setting}\"")),
+            "{setting} is read from Secrets Manager, never a plain function variable"
         );
-        secret_parameters.insert(parameter);
+    }
+    // The values the stack stores in its secrets come from NoEcho parameters without defaults.
+    let mut secret_parameters = BTreeSet::new();
+    for (name, resource) in template["Resources"].as_object().unwrap() {
+        if resource["Type"] != "AWS::SecretsManager::Secret" {
+            continue;
+        }
+        let Some(sub) = resource["Properties"]["SecretString"]["Fn::Sub"].as_str() else {
+            assert!(
+                resource["Properties"]["GenerateSecretString"].is_object(),
+                "{name} is given values or generates one"
+            );
+            continue;
+        };
+        for part in sub.split("${").skip(1) {
+            let parameter = part.split('}').next().unwrap().to_owned();
+            let declared = &template["Parameters"][&parameter];
+            assert_eq!(
+                declared["NoEcho"], true,
+                "{parameter} ({name}) must be NoEcho"
+            );
+            assert!(
+                declared.get("Default").is_none() || declared["Default"] == "",
+                "{parameter} must not ship a default secret"
+            );
+            secret_parameters.insert(parameter);
+        }
     }
     assert_eq!(
         secret_parameters,
         BTreeSet::from([
-            "AdminToken",
-            "DataphinAccessToken",
-            "DataphinAesKey",
-            "DingTalkAppSecret",
-            "DingTalkCallbackAesKey",
-            "DingTalkCallbackToken",
-            "WebhookSecret",
+            "DataphinAccessToken".to_owned(),
+            "DataphinAesKey".to_owned(),
+            "DingTalkAppSecret".to_owned(),
+            "DingTalkCallbackAesKey".to_owned(),
+            "DingTalkCallbackToken".to_owned(),
         ])
     );
     for (name, parameter) in template["Parameters"].as_object().unwrap() {
@@ -679,10 +717,10 @@ fn local_env_sets_every_spec_setting() {
 /// Per table logical id: the DynamoDB actions allowed, and whether its indexes may be queried.
 type TableAccess = BTreeMap<&'static str, (Vec<&'static str>, bool)>;
 
-/// What each function (by binary) may do on each table.
+/// What each function (by binary) may do on each table (tests/tests/least_privilege.rs derives
+/// the same from the code paths).
 fn allowed_access() -> BTreeMap<&'static str, TableAccess> {
-    const TICKET_WRITER: &[&str] = &["GetItem", "PutItem", "UpdateItem", "Query"];
-    const MAPPING_READER: &[&str] = &["GetItem", "Query"];
+    const TICKET_WRITER: &[&str] = &["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"];
     let tickets = "TicketsTable";
     let mappings = "UserMappingsTable";
     BTreeMap::from([
@@ -692,19 +730,26 @@ fn allowed_access() -> BTreeMap<&'static str, TableAccess> {
             BTreeMap::from([
                 (
                     tickets,
-                    ([TICKET_WRITER, &["BatchGetItem"]].concat(), false),
+                    (
+                        vec![
+                            "BatchGetItem",
+                            "GetItem",
+                            "PutItem",
+                            "UpdateItem",
+                            "DeleteItem",
+                            "Query",
+                        ],
+                        false,
+                    ),
                 ),
-                (
-                    mappings,
-                    ([MAPPING_READER, &["BatchGetItem"]].concat(), true),
-                ),
+                (mappings, (vec!["BatchGetItem", "Query"], true)),
             ]),
         ),
         (
             "callback",
             BTreeMap::from([
                 (tickets, (TICKET_WRITER.to_vec(), false)),
-                (mappings, (MAPPING_READER.to_vec(), true)),
+                (mappings, (vec!["Query"], true)),
             ]),
         ),
         (
@@ -713,10 +758,7 @@ fn allowed_access() -> BTreeMap<&'static str, TableAccess> {
         ),
         (
             "withdraw",
-            BTreeMap::from([
-                (tickets, (TICKET_WRITER.to_vec(), false)),
-                (mappings, (MAPPING_READER.to_vec(), true)),
-            ]),
+            BTreeMap::from([(tickets, (vec!["GetItem", "UpdateItem"], false))]),
         ),
         (
             "admin",
@@ -732,17 +774,17 @@ fn allowed_access() -> BTreeMap<&'static str, TableAccess> {
                             "Scan",
                             "BatchWriteItem",
                         ],
-                        true,
+                        false,
                     ),
                 ),
-                (tickets, (vec!["GetItem", "PutItem", "UpdateItem"], false)),
+                (tickets, (vec!["GetItem", "PutItem"], false)),
             ]),
         ),
         (
             "dispatch",
             BTreeMap::from([
                 (tickets, (TICKET_WRITER.to_vec(), true)),
-                (mappings, (MAPPING_READER.to_vec(), true)),
+                (mappings, (vec!["GetItem", "Query"], true)),
             ]),
         ),
     ])
@@ -794,6 +836,10 @@ fn each_function_is_granted_only_the_dynamodb_actions_it_uses() {
                 .unwrap_or_else(|| panic!("{id}: only inline policy documents, got {policy}"));
             for statement in statements {
                 assert_eq!(statement["Effect"], "Allow", "{id}");
+                // Secrets Manager grants: tests/tests/least_privilege.rs.
+                if statement["Sid"] == "Secrets" {
+                    continue;
+                }
                 let actions: Vec<String> = match &statement["Action"] {
                     Value::String(a) => vec![a.clone()],
                     Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),

@@ -718,11 +718,12 @@ async fn behind_iam_the_admin_token_travels_in_its_own_header() {
 fn admin_reaches_only_the_rules_items_of_the_tickets_table() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
     let template: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let statements = template["Resources"]["AdminFunction"]["Properties"]["Policies"][0]
-        ["Statement"]
+    let statements: Vec<Value> = template["Resources"]["AdminFunction"]["Properties"]["Policies"]
         .as_array()
         .unwrap()
-        .clone();
+        .iter()
+        .flat_map(|p| p["Statement"].as_array().unwrap().clone())
+        .collect();
     let on_tickets: Vec<&Value> = statements
         .iter()
         .filter(|s| s["Resource"].to_string().contains("TicketsTable"))
@@ -735,4 +736,40 @@ fn admin_reaches_only_the_rules_items_of_the_tickets_table() {
     // Every index grant in the template names its index.
     let text = serde_json::to_string(&template["Resources"]).unwrap();
     assert!(!text.contains("/index/*"), "index ARNs are named");
+}
+
+#[test]
+fn the_template_refuses_short_secrets_and_plain_http() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let parameters = &template["Parameters"];
+    // Dataphin's token: 32 characters or more, required unless an existing secret is named.
+    assert_eq!(
+        parameters["DataphinAccessToken"]["AllowedPattern"],
+        "^(.{32,})?$"
+    );
+    let rule = &template["Rules"]["DataphinSecretValues"];
+    assert_eq!(
+        rule["RuleCondition"],
+        json!({"Fn::Equals": [{"Ref": "DataphinSecretArn"}, ""]})
+    );
+    assert!(rule["Assertions"][0]["Assert"]
+        .to_string()
+        .contains("DataphinAccessToken"));
+    // The bridge's own secrets are generated, long enough.
+    for secret in ["AdminSecret", "WebhookSecret"] {
+        let generated = &template["Resources"][secret]["Properties"]["GenerateSecretString"];
+        assert!(
+            generated["PasswordLength"].as_u64().unwrap() >= 32,
+            "{secret}: {generated}"
+        );
+    }
+    // Outbound URLs are https.
+    for url in ["DataphinCallbackUrl", "DingTalkApiBase", "WebhookUrl"] {
+        let pattern = parameters[url]["AllowedPattern"].as_str().unwrap();
+        assert!(
+            pattern.starts_with("^https://") || pattern.starts_with("^(https://"),
+            "{url}: {pattern}"
+        );
+    }
 }

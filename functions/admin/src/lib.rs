@@ -7,7 +7,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let path = http::segments(&req);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     let method = req.method().as_str();
-    if let Err(e) = http::check_admin(&req, &app.config.admin_token) {
+    if let Err(e) = app::auth::admin(app, &req).await {
         return e.into_ops_response();
     }
     let body = match http::limited_body(&req) {

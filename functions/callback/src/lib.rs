@@ -24,12 +24,10 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
                 Err(e) => Err(e),
             }
         }
-        ("POST", [.., "approvals", id, "redeliver"]) => {
-            match http::check_admin(&req, &app.config.admin_token) {
-                Ok(()) => app::delivery::redeliver(app, id).await,
-                Err(e) => Err(e),
-            }
-        }
+        ("POST", [.., "approvals", id, "redeliver"]) => match app::auth::admin(app, &req).await {
+            Ok(()) => app::delivery::redeliver(app, id).await,
+            Err(e) => Err(e),
+        },
         _ => Err(AppError::NotFound(format!(
             "no route {method} /{}",
             path.join("/")

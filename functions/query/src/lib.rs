@@ -15,7 +15,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
             Err(e) => e.into_dataphin_response(),
         };
     }
-    let result = match http::check_admin(&req, &app.config.admin_token) {
+    let result = match app::auth::admin(app, &req).await {
         Err(e) => Err(e),
         Ok(()) => match (method, path.as_slice()) {
             ("GET", [.., "approvals"]) => app::query::list(app, &query).await,

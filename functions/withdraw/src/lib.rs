@@ -20,7 +20,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
             }
         }
         ("POST", [.., "approvals", id, "withdraw"]) => {
-            let result = match http::check_admin(&req, &app.config.admin_token) {
+            let result = match app::auth::admin(app, &req).await {
                 Ok(()) => app::withdraw::ops_withdraw(app, id, body, now).await,
                 Err(e) => Err(e),
             };

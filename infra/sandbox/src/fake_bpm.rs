@@ -97,6 +97,11 @@ impl FakeBpm {
         format!("{}/", self.base_url)
     }
 
+    /// Switches to a new shared secret (a rotation): requests signed with the old one get 401.
+    pub fn set_secret(&self, secret: &str) {
+        self.lock().secret = secret.as_bytes().to_vec();
+    }
+
     /// While down, every request is answered 503 and nothing is recorded.
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;

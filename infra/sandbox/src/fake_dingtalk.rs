@@ -443,6 +443,16 @@ impl FakeDingTalk {
         }
     }
 
+    /// Resets the app's AppSecret, as the developer console does: token calls with the old one
+    /// are refused (`invalidClientIdOrSecret`) and every token issued so far is revoked.
+    pub fn set_app_secret(&self, app_secret: &str) {
+        let mut inner = self.shared.lock();
+        inner.app_secret = app_secret.to_string();
+        for t in inner.tokens.iter_mut() {
+            t.revoked = true;
+        }
+    }
+
     /// How many token calls were made (successful or not).
     pub fn token_calls(&self) -> usize {
         self.shared.lock().token_calls

@@ -90,7 +90,12 @@ impl Backend {
                         agent_id: settings.agent_id,
                     },
                     dingtalk::http_client()?,
-                );
+                )
+                // Read at each token request: a re-read after a rotation is used at once.
+                .with_secret_source({
+                    let cell = settings.app_secret.clone();
+                    std::sync::Arc::new(move || cell.expose().to_owned())
+                });
                 Backend::DingTalk { client, settings }
             }
             BackendKind::Webhook => {
@@ -98,7 +103,11 @@ impl Backend {
                     .webhook
                     .clone()
                     .expect("webhook settings present for webhook backend");
-                Backend::Webhook(webhook::WebhookClient::new(&w.url, w.secret.expose())?)
+                let cell = w.secret.clone();
+                Backend::Webhook(
+                    webhook::WebhookClient::new(&w.url, "")?
+                        .with_secret_source(std::sync::Arc::new(move || cell.expose().to_owned())),
+                )
             }
         })
     }

@@ -54,13 +54,19 @@ pub async fn dingtalk(app: &App, query: &HashMap<String, String>, body: &[u8]) -
         .get("encrypt")
         .and_then(Value::as_str)
         .ok_or_else(|| AppError::InvalidField("encrypt is missing".into()))?;
-    let crypto = dingtalk_crypto(settings)?;
-    let plaintext = crypto
-        .open(signature, timestamp, nonce, encrypt)
-        .map_err(|e| match e {
-            crypto::CryptoError::BadSignature => AppError::InvalidAccessToken,
-            other => AppError::InvalidField(format!("encrypt: {other}")),
-        })?;
+    let (crypto, plaintext) =
+        crate::auth::checked(app, crate::secrets::Party::DingTalkEvents, || {
+            let crypto = dingtalk_crypto(settings)?;
+            let plaintext =
+                crypto
+                    .open(signature, timestamp, nonce, encrypt)
+                    .map_err(|e| match e {
+                        crypto::CryptoError::BadSignature => AppError::InvalidAccessToken,
+                        other => AppError::InvalidField(format!("encrypt: {other}")),
+                    })?;
+            Ok((crypto, plaintext))
+        })
+        .await?;
     let event: Value = serde_json::from_slice(&plaintext)
         .map_err(|e| AppError::InvalidJson(format!("event is not valid JSON: {e}")))?;
     let event_type = event
@@ -401,20 +407,27 @@ pub async fn webhook_event(
         ));
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    crypto::verify_webhook(
-        settings.secret.expose().as_bytes(),
-        header(crypto::TIMESTAMP_HEADER),
-        header(crypto::SIGNATURE_HEADER),
-        body,
-        now,
-        app.config.timestamp_skew_secs,
-    )
-    .map_err(|e| match e {
-        crypto::CryptoError::StaleTimestamp | crypto::CryptoError::BadTimestamp => {
-            AppError::StaleTimestamp
+    crate::auth::checked(app, crate::secrets::Party::Webhook, || {
+        // Without the secret (not given to this function) anyone could sign: refuse.
+        if settings.secret.is_absent() {
+            return Err(AppError::InvalidAccessToken);
         }
-        _ => AppError::InvalidAccessToken,
-    })?;
+        crypto::verify_webhook(
+            settings.secret.expose().as_bytes(),
+            header(crypto::TIMESTAMP_HEADER),
+            header(crypto::SIGNATURE_HEADER),
+            body,
+            now,
+            app.config.timestamp_skew_secs,
+        )
+        .map_err(|e| match e {
+            crypto::CryptoError::StaleTimestamp | crypto::CryptoError::BadTimestamp => {
+                AppError::StaleTimestamp
+            }
+            _ => AppError::InvalidAccessToken,
+        })
+    })
+    .await?;
     let e: Value = serde_json::from_slice(body)
         .map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))?;
     let event_id =

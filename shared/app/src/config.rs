@@ -14,14 +14,79 @@ pub struct ConfigError {
 }
 
 /// A secret value: never printed, compared in constant time by its users.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+///
+/// Clones share one cell, so a value re-read from Secrets Manager after a rotation
+/// ([`crate::secrets`]) reaches every holder at once. The replaced value is leaked on purpose: a
+/// request that read it a moment ago still holds a valid `&str`, and a container sees a handful of
+/// rotations in its lifetime, each a few dozen bytes.
+#[derive(Clone)]
+pub struct Secret(std::sync::Arc<SecretCell>);
+
+struct SecretCell {
+    value: std::sync::RwLock<&'static str>,
+    /// How often the value was used: the least-privilege test derives from it which secrets each
+    /// function needs.
+    reads: std::sync::atomic::AtomicU64,
+}
 
 impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(std::sync::Arc::new(SecretCell {
+            value: std::sync::RwLock::new(leak(value.into())),
+            reads: Default::default(),
+        }))
+    }
+
+    /// A secret this function was not given (in AWS each function reads only the secrets it
+    /// uses): empty, so any check against it fails closed.
+    pub fn absent() -> Secret {
+        Secret::new(String::new())
+    }
+
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0
+            .reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.0.value.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this function was not given the secret (it is empty; see [`Secret::absent`]).
+    pub fn is_absent(&self) -> bool {
+        self.0
+            .value
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// How many times [`Secret::expose`] was called, by every holder.
+    pub fn reads(&self) -> u64 {
+        self.0.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Replaces the value for every holder; `false` when it was already this value.
+    pub fn replace(&self, value: &str) -> bool {
+        let mut cell = self.0.value.write().unwrap_or_else(|p| p.into_inner());
+        if *cell == value {
+            return false;
+        }
+        *cell = leak(value.to_owned());
+        true
     }
 }
+
+fn leak(value: String) -> &'static str {
+    Box::leak(value.into_boxed_str())
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        let value = |s: &Secret| *s.0.value.read().unwrap_or_else(|p| p.into_inner());
+        value(self) == value(other)
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -91,6 +156,9 @@ pub struct Config {
     pub reconcile_after_secs: i64,
     /// How long a due result keeps being retried before it is marked failed.
     pub delivery_retry_hours: i64,
+    /// The Secrets Manager secrets this function reads, by party (`*_SECRET_ARN`); empty when
+    /// the secrets are plain variables.
+    pub secret_arns: std::collections::BTreeMap<crate::secrets::Party, String>,
 }
 
 /// Where configuration values come from (the process environment, or a map in tests).
@@ -145,16 +213,49 @@ fn number(src: &dyn Source, key: &'static str, default: i64, min: i64) -> Result
 /// callback URL (which lands in access logs), the others guard the ops API and the BPM events.
 pub const MIN_SECRET_CHARS: usize = 32;
 
-/// A secret that must be at least [`MIN_SECRET_CHARS`] characters long.
-fn long_secret(src: &dyn Source, key: &'static str) -> Result<Secret, ConfigError> {
-    let v = required(src, key)?;
-    if v.chars().count() < MIN_SECRET_CHARS {
-        return Err(ConfigError {
-            variable: key,
-            problem: format!("must be at least {MIN_SECRET_CHARS} characters"),
-        });
+/// A secret this function holds (see [`crate::secrets::holds`]), validated by [`check_secret`];
+/// one it does not hold is [`Secret::absent`].
+fn secret(src: &dyn Source, key: &'static str) -> Result<Secret, ConfigError> {
+    if !crate::secrets::holds(src, key) {
+        return Ok(Secret::absent());
     }
-    Ok(Secret(v))
+    let v = required(src, key)?;
+    check_secret(key, &v)?;
+    Ok(Secret::new(v))
+}
+
+/// The rules a secret's value must meet: the access token, admin token and webhook secret at least
+/// [`MIN_SECRET_CHARS`] characters, the AES keys 43 base64 characters. Also applied to a value
+/// re-read after a rotation, so a malformed new value is refused rather than taken.
+pub fn check_secret(key: &str, value: &str) -> Result<(), ConfigError> {
+    let variable = crate::secrets::Party::ALL
+        .iter()
+        .flat_map(|p| p.variables())
+        .find(|v| **v == key)
+        .copied()
+        .unwrap_or("secret");
+    let problem = |problem: String| ConfigError { variable, problem };
+    if value.trim().is_empty() {
+        return Err(problem("is required".into()));
+    }
+    match key {
+        "DATAPHIN_ACCESS_TOKEN" | "ADMIN_TOKEN" | "WEBHOOK_SECRET"
+            if value.chars().count() < MIN_SECRET_CHARS =>
+        {
+            Err(problem(format!(
+                "must be at least {MIN_SECRET_CHARS} characters"
+            )))
+        }
+        // The 43-character Encoding AES Key decodes (with one '=' appended) to 32 bytes.
+        "DATAPHIN_AES_KEY" | "DINGTALK_CALLBACK_AES_KEY"
+            if crypto::MessageCrypto::new("probe", value, "probe").is_err() =>
+        {
+            Err(problem(
+                "must be 43 base64 characters (an Encoding AES Key)".into(),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// An outbound URL: https, or plain http only to 127.0.0.1/localhost (local stacks).
@@ -167,17 +268,43 @@ fn outbound_url(src: &dyn Source, key: &'static str) -> Result<String, ConfigErr
     Ok(v)
 }
 
-fn aes_key(src: &dyn Source, key: &'static str) -> Result<Secret, ConfigError> {
-    let v = required(src, key)?;
-    // The 43-character Encoding AES Key decodes (with one '=' appended) to 32 bytes.
-    crypto::MessageCrypto::new("probe", &v, "probe").map_err(|_| ConfigError {
-        variable: key,
-        problem: "must be 43 base64 characters (an Encoding AES Key)".into(),
-    })?;
-    Ok(Secret(v))
-}
-
 impl Config {
+    /// The secret cells of each party, for re-reading them after a rotation.
+    pub fn secret_cells(
+        &self,
+    ) -> std::collections::BTreeMap<crate::secrets::Party, Vec<(&'static str, Secret)>> {
+        use crate::secrets::Party;
+        let mut cells = std::collections::BTreeMap::new();
+        cells.insert(
+            Party::Dataphin,
+            vec![
+                ("DATAPHIN_ACCESS_TOKEN", self.dataphin_access_token.clone()),
+                ("DATAPHIN_AES_KEY", self.dataphin_aes_key.clone()),
+            ],
+        );
+        cells.insert(
+            Party::Admin,
+            vec![("ADMIN_TOKEN", self.admin_token.clone())],
+        );
+        if let Some(d) = &self.dingtalk {
+            cells.insert(
+                Party::DingTalkApp,
+                vec![("DINGTALK_APP_SECRET", d.app_secret.clone())],
+            );
+            cells.insert(
+                Party::DingTalkEvents,
+                vec![
+                    ("DINGTALK_CALLBACK_TOKEN", d.callback_token.clone()),
+                    ("DINGTALK_CALLBACK_AES_KEY", d.callback_aes_key.clone()),
+                ],
+            );
+        }
+        if let Some(w) = &self.webhook {
+            cells.insert(Party::Webhook, vec![("WEBHOOK_SECRET", w.secret.clone())]);
+        }
+        cells
+    }
+
     pub fn from_env() -> Result<Config, ConfigError> {
         Self::from_source(&ProcessEnv)
     }
@@ -215,11 +342,11 @@ impl Config {
                     }
                     .trim_end_matches('/')
                     .to_string(),
-                    app_secret: Secret(required(src, "DINGTALK_APP_SECRET")?),
+                    app_secret: secret(src, "DINGTALK_APP_SECRET")?,
                     agent_id,
                     process_code: required(src, "DINGTALK_PROCESS_CODE")?,
-                    callback_token: Secret(required(src, "DINGTALK_CALLBACK_TOKEN")?),
-                    callback_aes_key: aes_key(src, "DINGTALK_CALLBACK_AES_KEY")?,
+                    callback_token: secret(src, "DINGTALK_CALLBACK_TOKEN")?,
+                    callback_aes_key: secret(src, "DINGTALK_CALLBACK_AES_KEY")?,
                     owner_key: optional(src, "DINGTALK_CORP_ID").unwrap_or_else(|| app_key.clone()),
                     form_labels: match optional(src, "DINGTALK_FORM_LABELS") {
                         None => dingtalk::LabelAliases::default(),
@@ -240,7 +367,7 @@ impl Config {
         let webhook = match backend {
             BackendKind::Webhook => Some(WebhookSettings {
                 url: outbound_url(src, "WEBHOOK_URL")?,
-                secret: long_secret(src, "WEBHOOK_SECRET")?,
+                secret: secret(src, "WEBHOOK_SECRET")?,
             }),
             BackendKind::DingTalk => None,
         };
@@ -257,20 +384,21 @@ impl Config {
         Ok(Config {
             tickets_table: required(src, "TICKETS_TABLE")?,
             user_mappings_table: required(src, "USER_MAPPINGS_TABLE")?,
-            dataphin_access_token: long_secret(src, "DATAPHIN_ACCESS_TOKEN")?,
+            dataphin_access_token: secret(src, "DATAPHIN_ACCESS_TOKEN")?,
             dataphin_callback_url: outbound_url(src, "DATAPHIN_CALLBACK_URL")?,
-            dataphin_aes_key: aes_key(src, "DATAPHIN_AES_KEY")?,
+            dataphin_aes_key: secret(src, "DATAPHIN_AES_KEY")?,
             integration_method,
             timestamp_skew_secs: number(src, "TIMESTAMP_SKEW_SECONDS", 300, 0)?,
             backend,
             dingtalk,
             webhook,
-            admin_token: long_secret(src, "ADMIN_TOKEN")?,
+            admin_token: secret(src, "ADMIN_TOKEN")?,
             rules_file: optional(src, "RULES_FILE"),
             mapping_fallback,
             ticket_timeout_hours: number(src, "TICKET_TIMEOUT_HOURS", 168, 1)?,
             reconcile_after_secs: number(src, "RECONCILE_AFTER_SECONDS", 1800, 1)?,
             delivery_retry_hours: number(src, "DELIVERY_RETRY_HOURS", 25, 1)?,
+            secret_arns: crate::secrets::arns(src),
         })
     }
 }

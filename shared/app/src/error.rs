@@ -29,8 +29,8 @@ pub enum AppError {
     BackendUnavailable(String),
     #[error("admin token missing or not valid")]
     Unauthorized,
-    /// A setting of the deployment is wrong (a broken `RULES_FILE`, say): the operator must read
-    /// which, so unlike `Internal` the message is answered. It names settings, never their secrets.
+    /// The bridge's own settings are wrong (a `RULES_FILE` that does not validate): a 500 whose
+    /// message is shown, since it names a setting and a rule, never a secret or an AWS detail.
     #[error("{0}")]
     Misconfigured(String),
     #[error("{0}")]

@@ -2,6 +2,7 @@
 //! per container, and one module per concern. Handlers in `functions/` only route requests here.
 
 pub mod admin;
+pub mod auth;
 pub mod backend;
 pub mod callback;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod query;
 pub mod rules;
+pub mod secrets;
 pub mod submit;
 pub mod telemetry;
 pub mod tickets;
@@ -34,46 +36,129 @@ pub struct App {
     pub store: Store,
     pub backend: Backend,
     pub dataphin: dataphin::DataphinClient,
+    /// Set when the secrets came from Secrets Manager: re-reads them after a rotation.
+    pub secrets: Option<Arc<secrets::Rereader>>,
 }
 
 impl App {
     /// Builds the context from the environment: configuration (a bad variable fails the start with
-    /// one line naming it), the DynamoDB client, the HTTP clients; then warms the DynamoDB
-    /// connection so the first request does not pay for the TLS handshake.
+    /// one line naming it), the secrets from Secrets Manager when `*_SECRET_ARN` variables name
+    /// them, the DynamoDB client, the HTTP clients; then warms the DynamoDB connection so the
+    /// first request does not pay for the TLS handshake.
     pub async fn from_env() -> Result<App, lambda_http::Error> {
-        let config = Config::from_env().map_err(|e| {
-            tracing::error!(variable = e.variable, "{e}");
-            e
-        })?;
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(dynamo_timeouts())
             .load()
             .await;
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        let config = Self::config_from(&config::ProcessEnv, &secrets)
+            .await
+            .map_err(|e| {
+                tracing::error!(variable = e.variable, "{e}");
+                e
+            })?;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-        let app = App::build(config, dynamo)?;
+        let app = App::build_with_secrets(config, dynamo, Some(secrets))?;
         if let Err(e) = app.store.ping().await {
             tracing::warn!(error = %e, "DynamoDB warm-up failed; requests will retry");
         }
         Ok(app)
     }
 
+    /// The configuration from `env`, with the secrets its `*_SECRET_ARN` variables name read
+    /// from Secrets Manager (plain variables when there are none).
+    pub async fn config_from(
+        env: &dyn config::Source,
+        client: &aws_sdk_secretsmanager::Client,
+    ) -> Result<Config, config::ConfigError> {
+        let arns = secrets::arns(env);
+        let values = if arns.is_empty() {
+            Default::default()
+        } else {
+            secrets::read_all(client, &arns).await?
+        };
+        Config::from_source(&secrets::WithSecrets { values, env })
+    }
+
+    /// A context with plain-variable secrets (no re-reads).
     pub fn build(
         config: Config,
         dynamo: aws_sdk_dynamodb::Client,
+    ) -> Result<App, lambda_http::Error> {
+        Self::build_with_secrets(config, dynamo, None)
+    }
+
+    /// A context whose secrets are re-read through `secrets` after a rotation, when the
+    /// configuration came from Secrets Manager (see [`App::config_from`]).
+    pub fn build_with_secrets(
+        config: Config,
+        dynamo: aws_sdk_dynamodb::Client,
+        secrets: Option<aws_sdk_secretsmanager::Client>,
     ) -> Result<App, lambda_http::Error> {
         let store = Store::new(
             dynamo,
             config.tickets_table.clone(),
             config.user_mappings_table.clone(),
         );
-        let backend = Backend::from_config(&config)?;
+        let arns = config.secret_arns.clone();
+        let rereader = match secrets {
+            Some(client) if !arns.is_empty() => Some(Arc::new(secrets::Rereader::new(
+                client,
+                arns,
+                config.secret_cells(),
+            ))),
+            _ => None,
+        };
+        let mut backend = Backend::from_config(&config)?;
+        if let (Some(rereader), Backend::DingTalk { client, settings }) = (&rereader, &mut backend)
+        {
+            // A refused AppSecret re-reads the DingTalk app's secret once, then retries the token.
+            let rereader = rereader.clone();
+            let cell = settings.app_secret.clone();
+            *client = client.clone().with_secret_refresher(Arc::new(move || {
+                let rereader = rereader.clone();
+                let cell = cell.clone();
+                Box::pin(async move {
+                    rereader.reread(secrets::Party::DingTalkApp).await;
+                    cell.expose().to_owned()
+                })
+            }));
+        }
+        if let (Some(rereader), Backend::Webhook(client)) = (&rereader, &mut backend) {
+            // A signature the BPM refuses re-reads the webhook secret once, then sends again.
+            let rereader = rereader.clone();
+            let cell = config
+                .webhook
+                .as_ref()
+                .expect("webhook settings for the webhook backend")
+                .secret
+                .clone();
+            *client = client.clone().with_secret_refresher(Arc::new(move || {
+                let rereader = rereader.clone();
+                let cell = cell.clone();
+                Box::pin(async move {
+                    rereader.reread(secrets::Party::Webhook).await;
+                    cell.expose().to_owned()
+                })
+            }));
+        }
         let dataphin = dataphin::DataphinClient::new()?;
         Ok(App {
             config: Arc::new(config),
             store,
             backend,
             dataphin,
+            secrets: rereader,
         })
+    }
+
+    /// After an authentication failure against `party`: re-reads its secret (rate limited, see
+    /// [`secrets::Rereader::reread`]); the clients read the cells, so they sign with it at once.
+    pub async fn reread_secret(&self, party: secrets::Party) -> bool {
+        let Some(rereader) = &self.secrets else {
+            return false;
+        };
+        rereader.reread(party).await
     }
 }
 

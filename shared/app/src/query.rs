@@ -10,12 +10,11 @@ use store::list::{ListOrder, ListRequest};
 
 use models::bounds::{check_id, check_len, MAX_LIST_OFFSET, MAX_NAME_CHARS};
 
-use crate::http::check_access_token;
 use crate::{tickets, views, App, AppError, AppResult};
 
 /// `GET /dataphin/bpms/processinstance/get`: the document the callback carries.
 pub async fn dataphin_get(app: &App, q: &HashMap<String, String>, now: i64) -> AppResult<Value> {
-    check_access_token(&app.config, q, now)?;
+    crate::auth::dataphin(app, q, now).await?;
     let id = match (
         q.get("processInstanceId"),
         q.get("tenantId"),

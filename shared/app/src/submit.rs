@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use crate::http::check_access_token;
 use crate::mapping::{self, DataphinUser};
 use crate::tickets::{self, ticket_id};
 use crate::{delivery, rules, views, App, AppError, AppResult};
@@ -22,7 +21,7 @@ const DISPATCH_LEASE_MS: i64 = 30_000;
 
 /// Test Connection: the token is right and the table answers.
 pub async fn connect(app: &App, query: &HashMap<String, String>, now: i64) -> AppResult<Value> {
-    check_access_token(&app.config, query, now)?;
+    crate::auth::dataphin(app, query, now).await?;
     app.store.ping().await?;
     Ok(json!({"success": true, "checkResult": "success"}))
 }
@@ -60,7 +59,7 @@ pub async fn create(
     body: &[u8],
     now: i64,
 ) -> AppResult<Value> {
-    check_access_token(&app.config, query, now)?;
+    crate::auth::dataphin(app, query, now).await?;
     let submission = Submission::parse(body)?;
     let id = ticket_id(&submission.tenant_id, &submission.apply_id);
     let span = tracing::info_span!("create", ticket_id = %id, apply_id = %submission.apply_id);

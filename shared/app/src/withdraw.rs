@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 
 use models::bounds::{check_id, check_len, MAX_WITHDRAW_TEXT_CHARS};
 
-use crate::http::check_access_token;
 use crate::{delivery, tickets, App, AppError, AppResult};
 
 /// Seed 003: reasons are at most 128 characters.
@@ -43,7 +42,7 @@ pub async fn terminate(
     body: &[u8],
     now: i64,
 ) -> AppResult<Value> {
-    check_access_token(&app.config, query, now)?;
+    crate::auth::dataphin(app, query, now).await?;
     let body = crate::http::parse_json(body)?;
     let tenant = field(&body, "tenantId")?;
     check_id("tenantId", tenant)?;

@@ -74,10 +74,24 @@ struct CachedToken {
     refresh_at: Instant,
 }
 
+/// Asked for the AppSecret again when DingTalk refuses the one in use (a rotation this container
+/// has not seen): answers the current value, re-read or not.
+pub type SecretRefresher = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync,
+>;
+
+/// Where the AppSecret is read at each token request, so a rotated value is used at once.
+pub type SecretSource = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// DingTalk OA client. Cheap to clone; clones share the configuration and the token cache.
 #[derive(Clone)]
 pub struct DingTalkClient {
     cfg: Arc<DingTalkConfig>,
+    /// The AppSecret in use when no [`SecretSource`] is set: `cfg.app_secret` until a refresher
+    /// hands a new one.
+    app_secret: Arc<std::sync::RwLock<String>>,
+    source: Option<SecretSource>,
+    refresher: Option<SecretRefresher>,
     base: Arc<str>,
     http: reqwest::Client,
     token: Arc<Mutex<Option<CachedToken>>>,
@@ -140,6 +154,9 @@ impl DingTalkClient {
     pub fn new(cfg: DingTalkConfig, http: reqwest::Client) -> Self {
         let base: Arc<str> = cfg.api_base.trim_end_matches('/').into();
         DingTalkClient {
+            app_secret: Arc::new(std::sync::RwLock::new(cfg.app_secret.clone())),
+            source: None,
+            refresher: None,
             cfg: Arc::new(cfg),
             base,
             http,
@@ -150,6 +167,19 @@ impl DingTalkClient {
             quota: Arc::default(),
             sent: Arc::default(),
         }
+    }
+
+    /// When DingTalk refuses the AppSecret (`invalidClientIdOrSecret`), asks `refresher` for the
+    /// current one and, if it changed, fetches the token once more with it.
+    pub fn with_secret_refresher(mut self, refresher: SecretRefresher) -> Self {
+        self.refresher = Some(refresher);
+        self
+    }
+
+    /// Reads the AppSecret from `source` at each token request instead of the configuration's copy.
+    pub fn with_secret_source(mut self, source: SecretSource) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// Replaces how long throttled calls are repeated inside one request (zero: never).
@@ -479,10 +509,20 @@ impl DingTalkClient {
             }
         }
         *cache = None;
-        let body = json!({"appKey": self.cfg.app_key, "appSecret": self.cfg.app_secret});
-        let (status, reply) = self
-            .send(Method::POST, TOKEN_PATH, &[], Some(&body), None)
-            .await?;
+        let (status, reply) = match self.fetch_token().await {
+            Err(e) if e.is_refused_secret() && self.refresher.is_some() => {
+                let used = self.current_secret();
+                let current = (self.refresher.as_ref().expect("checked"))().await;
+                if current == used {
+                    return Err(e);
+                }
+                if self.source.is_none() {
+                    *self.app_secret.write().unwrap_or_else(|p| p.into_inner()) = current;
+                }
+                self.fetch_token().await?
+            }
+            other => other?,
+        };
         let token = match reply.get("accessToken").and_then(Value::as_str) {
             Some(t) if !t.is_empty() => t.to_string(),
             _ => {
@@ -500,6 +540,22 @@ impl DingTalkClient {
             refresh_at,
         });
         Ok(token)
+    }
+
+    fn current_secret(&self) -> String {
+        if let Some(source) = &self.source {
+            return source();
+        }
+        self.app_secret
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn fetch_token(&self) -> Result<(u16, Value), DingTalkError> {
+        let body = json!({"appKey": self.cfg.app_key, "appSecret": self.current_secret()});
+        self.send(Method::POST, TOKEN_PATH, &[], Some(&body), None)
+            .await
     }
 
     /// Sends one request and reads its JSON reply; a non-2xx reply becomes [`DingTalkError::Api`].

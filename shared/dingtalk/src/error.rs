@@ -81,6 +81,11 @@ impl DingTalkError {
         DingTalkError::api(status, "malformedReply", what)
     }
 
+    /// DingTalk refused the AppKey/AppSecret pair of a token request.
+    pub(crate) fn is_refused_secret(&self) -> bool {
+        matches!(self, DingTalkError::Api { code, .. } if code == "invalidClientIdOrSecret")
+    }
+
     pub(crate) fn is_invalid_authentication(&self) -> bool {
         matches!(self, DingTalkError::Api { status: 400 | 401, code, .. } if code == "InvalidAuthentication")
     }

@@ -8,7 +8,8 @@ pub mod form;
 mod model;
 
 pub use client::{
-    http_client, DingTalkClient, DingTalkConfig, CONNECT_TIMEOUT, RETRY_BUDGET, TOTAL_TIMEOUT,
+    http_client, DingTalkClient, DingTalkConfig, SecretRefresher, SecretSource, CONNECT_TIMEOUT,
+    RETRY_BUDGET, TOTAL_TIMEOUT,
 };
 pub use error::DingTalkError;
 pub use form::{FormComponent, FormSchema, LabelAliases, UnfillableComponent};

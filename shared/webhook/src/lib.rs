@@ -52,11 +52,23 @@ fn excerpt_suffix(body: &str) -> String {
     }
 }
 
+/// Where the shared secret is read at each signature, so a rotated value is used at once.
+pub type SecretSource = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Asked for the secret again when the BPM refuses a signature (401/403: a rotation this
+/// container has not seen); answers the current value, re-read or not.
+pub type SecretRefresher = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync,
+>;
+
 /// Sends signed events to `WEBHOOK_URL`; build once per process and share.
 #[derive(Clone)]
 pub struct WebhookClient {
     url: Url,
     secret: Vec<u8>,
+    /// Where the secret is read at each signature instead (a rotated value is used at once).
+    source: Option<SecretSource>,
+    refresher: Option<SecretRefresher>,
     http: reqwest::Client,
 }
 
@@ -96,16 +108,64 @@ impl WebhookClient {
         Ok(Self {
             url,
             secret: secret.as_bytes().to_vec(),
+            source: None,
+            refresher: None,
             http,
         })
+    }
+
+    /// Signs with the value `source` answers at each call instead of the one given to `new`.
+    pub fn with_secret_source(mut self, source: SecretSource) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// When the BPM refuses a signature (401/403), asks `refresher` for the current secret and,
+    /// if it changed, sends once more (with the same idempotency key).
+    pub fn with_secret_refresher(mut self, refresher: SecretRefresher) -> Self {
+        self.refresher = Some(refresher);
+        self
+    }
+
+    fn current_secret(&self) -> Vec<u8> {
+        match &self.source {
+            Some(source) => source().into_bytes(),
+            None => self.secret.clone(),
+        }
     }
 
     /// Posts `event` signed now. On 2xx returns the parsed JSON answer, or `Null` when the body is empty
     /// or not JSON (a bare "OK" still confirms a withdrawal; the caller decides what it needed).
     pub async fn send(&self, idempotency_key: &str, event: &Value) -> Result<Value, WebhookError> {
+        let used = self.current_secret();
+        let first = self.send_signed(&used, idempotency_key, event).await;
+        let refused = matches!(
+            &first,
+            Err(WebhookError::Status {
+                status: 401 | 403,
+                ..
+            })
+        );
+        let Some(refresher) = self.refresher.as_ref().filter(|_| refused) else {
+            return first;
+        };
+        let current = refresher().await;
+        if current.as_bytes() == used.as_slice() {
+            return first;
+        }
+        self.send_signed(current.as_bytes(), idempotency_key, event)
+            .await
+    }
+
+    async fn send_signed(
+        &self,
+        secret: &[u8],
+        idempotency_key: &str,
+        event: &Value,
+    ) -> Result<Value, WebhookError> {
         let body = serde_json::to_vec(event).expect("a JSON value always serialises");
         let timestamp = now_ms().to_string();
-        let signature = webhook_signature(&self.secret, &timestamp, &body);
+        let signature = webhook_signature(secret, &timestamp, &body);
         let response = self
             .http
             .post(self.url.clone())

@@ -188,6 +188,7 @@ async fn a_good_setup_passes_every_check() {
     for name in [
         "settings",
         "dingtalk token",
+        "dingtalk agent id",
         "dingtalk template",
         "dingtalk event subscription",
         "dataphin callback",
@@ -203,11 +204,7 @@ async fn a_good_setup_passes_every_check() {
         );
     }
     // What the API cannot tell is said, not claimed.
-    for name in [
-        "dingtalk revoke",
-        "dingtalk calls this month",
-        "dingtalk agent id",
-    ] {
+    for name in ["dingtalk revoke", "dingtalk calls this month"] {
         assert!(run.line(name).starts_with("[?]"), "{name}:\n{}", run.out);
     }
     assert!(run.out.contains("all checks passed"));
@@ -286,4 +283,42 @@ async fn each_broken_setting_fails_its_own_check_with_the_fix() {
     let run = doctor(&bridge, &url, &[]).await;
     run.assert_fails("rule users mapped", "ghost-user-1");
     assert!(!run.line("rule users mapped").contains("300000930"));
+}
+
+/// The AgentId is checked against DingTalk's list of the organisation's apps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_id_must_be_an_enabled_app_of_the_organisation() {
+    let (bridge, url) = setup().await;
+    let good = doctor(&bridge, &url, &[]).await;
+    assert!(
+        good.line("dingtalk agent id").starts_with("[ok]")
+            && good.line("dingtalk agent id").contains("4242"),
+        "{}",
+        good.out
+    );
+
+    // An AgentId no app of the organisation has.
+    let run = doctor(&bridge, &url, &[("DINGTALK_AGENT_ID", "987654")]).await;
+    run.assert_fails("dingtalk agent id", "DINGTALK_AGENT_ID");
+    assert!(run.line("dingtalk agent id").contains("987654"));
+
+    // The app was disabled in the developer console.
+    bridge.dingtalk.disable_app();
+    let run = doctor(&bridge, &url, &[]).await;
+    run.assert_fails("dingtalk agent id", "disabled");
+}
+
+/// Without the permission to read the app list the line says what to grant, and does not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_app_list_is_said_not_guessed() {
+    let (bridge, url) = setup().await;
+    bridge.dingtalk.withhold_app_list_permission();
+    let run = doctor(&bridge, &url, &[("DINGTALK_AGENT_ID", "987654")]).await;
+    let line = run.line("dingtalk agent id");
+    assert!(
+        line.starts_with("[?]") && line.contains("qyapi_get_microapp_list"),
+        "{}",
+        run.out
+    );
+    assert_eq!(run.code, 0, "{}", run.out);
 }

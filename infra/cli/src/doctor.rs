@@ -231,27 +231,53 @@ async fn get_json(
     Ok((status, reply.json().await.unwrap_or(Value::Null)))
 }
 
-/// The AgentId must be one of the organisation's apps (`microApp/allInnerApps`). Where that list
-/// cannot be read, the AgentId is only proven by the first create (`invalidAgentId`).
+/// The AgentId must be an enabled app of the organisation, per DingTalk's own app list
+/// (`GET /v1.0/microApp/allInnerApps`, `appStatus` 1 = enabled). Reading the list needs the
+/// permission `qyapi_get_microapp_list`; without it the AgentId is only proven by the first create
+/// (`invalidAgentId`), and the line says so instead of guessing.
 async fn agent_id(http: &reqwest::Client, base: &str, token: &str, agent_id: i64) -> Check {
     const NAME: &str = "dingtalk agent id";
-    match get_json(http, &format!("{base}/v1.0/microApp/allInnerApps"), token, &[]).await {
-        Ok((200, body)) if body["appList"].is_array() => {
-            let found = body["appList"].as_array().into_iter().flatten().any(|a| {
-                a["agentId"].as_i64() == Some(agent_id)
-                    || a["agentId"].as_str() == Some(agent_id.to_string().as_str())
-            });
-            if found {
-                ok(NAME, format!("AgentId {agent_id} is an app of this organisation"))
-            } else {
-                fix(NAME, format!("AgentId {agent_id} is not an app of this organisation: copy the AgentId of the app (developer console → app → basic information) into DINGTALK_AGENT_ID"))
-            }
-        }
-        Ok((status, _)) => unknown(
+    let (status, body) = match get_json(
+        http,
+        &format!("{base}/v1.0/microApp/allInnerApps"),
+        token,
+        &[],
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return fix(NAME, e),
+    };
+    let code = body["code"].as_str().unwrap_or_default();
+    if status == 403 && code.ends_with("AccessTokenPermissionDenied") {
+        return unknown(
             NAME,
-            format!("the app list cannot be read here (HTTP {status}; needs the permission to read apps): the first create answers invalidAgentId if {agent_id} is wrong"),
+            format!("the app may not read the app list: grant it qyapi_get_microapp_list (企业已安装的应用列表查询权限) for this check; until then the first create answers invalidAgentId if {agent_id} is wrong"),
+        );
+    }
+    let Some(apps) = body["appList"].as_array().filter(|_| status == 200) else {
+        return unknown(
+            NAME,
+            format!("the app list cannot be read (HTTP {status} {code}): the first create answers invalidAgentId if {agent_id} is wrong"),
+        );
+    };
+    let listed = apps.iter().find(|a| {
+        a["agentId"].as_i64() == Some(agent_id)
+            || a["agentId"].as_str() == Some(agent_id.to_string().as_str())
+    });
+    match listed {
+        None => fix(
+            NAME,
+            format!("AgentId {agent_id} is not an app of this organisation: copy the AgentId of the app (developer console → app → basic information) into DINGTALK_AGENT_ID"),
         ),
-        Err(e) => unknown(NAME, e),
+        Some(app) if app["appStatus"].as_i64() != Some(1) => fix(
+            NAME,
+            format!("AgentId {agent_id} ({}) is disabled: enable the app in the developer console, or set DINGTALK_AGENT_ID to the enabled one", app["name"].as_str().unwrap_or("?")),
+        ),
+        Some(app) => ok(
+            NAME,
+            format!("AgentId {agent_id} is the enabled app {} of this organisation", app["name"].as_str().unwrap_or("?")),
+        ),
     }
 }
 

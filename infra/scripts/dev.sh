@@ -4,8 +4,10 @@
 #
 # Starts dynalite with its data under $BRIDGE_DATA_DIR/dynalite (kept between runs), creates the
 # tables, builds the workspace, starts `bridge sandbox` and `cargo lambda watch` with the
-# workspace router, seeds the fixtures' user mappings and the sample rules, and runs a ticker in
-# place of the schedule of `dispatch`. Ctrl-C or SIGTERM stops everything it started.
+# workspace router behind `bridge gateway` (API Gateway's stand-in: it hands non-UTF-8 text bodies
+# to the functions base64-encoded, as API Gateway does, where cargo lambda alone answers 500),
+# seeds the fixtures' user mappings and the sample rules, and runs a ticker in place of the
+# schedule of `dispatch`. Ctrl-C or SIGTERM stops everything it started.
 #
 #   BRIDGE_ENV_FILE         settings the functions run with (default infra/local.env);
 #                           ${SANDBOX_PORT}, ${INVOKE_PORT}, ${DYNAMO_PORT}, ${DYNAMO_ENDPOINT}
@@ -116,10 +118,18 @@ if ((SANDBOX_PORT != 0)); then
   log "sandbox on 127.0.0.1:$SANDBOX_PORT (state in $DATA_DIR/sandbox.json, log $DATA_DIR/sandbox.log)"
 fi
 
-setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" --env-file "$ENV_FILE" &
+# cargo lambda on a port of its own; the gateway in front of it serves INVOKE_PORT.
+WATCH_PORT="$(free_port)"
+setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --env-file "$ENV_FILE" &
 WATCH_PID=$!
 GROUPS_STARTED+=("$WATCH_PID")
-wait_port "$INVOKE_PORT" 120 "$WATCH_PID" || die "cargo lambda watch did not start on port $INVOKE_PORT"
+wait_port "$WATCH_PORT" 120 "$WATCH_PID" || die "cargo lambda watch did not start on port $WATCH_PORT"
+RUST_LOG=warn setsid "$TARGET_DIR/debug/bridge" gateway "$INVOKE_PORT" "$WATCH_PORT" \
+  >"$DATA_DIR/gateway.log" 2>&1 &
+GATEWAY_PID=$!
+GROUPS_STARTED+=("$GATEWAY_PID")
+wait_port "$INVOKE_PORT" 30 "$GATEWAY_PID" ||
+  die "the gateway did not start on port $INVOKE_PORT (log: $DATA_DIR/gateway.log)"
 
 BRIDGE="http://127.0.0.1:$INVOKE_PORT"
 ACCESS_TOKEN="$(env_value DATAPHIN_ACCESS_TOKEN)"

@@ -126,6 +126,17 @@ impl Run {
 
 /// Runs `bridge doctor` with `env` written into an env file (overrides over the good settings).
 async fn doctor(bridge: &Bridge, bridge_url: &str, overrides: &[(&str, &str)]) -> Run {
+    doctor_with(bridge, bridge_url, overrides, true).await
+}
+
+/// `doctor`, with the AWS keys in the process environment or, like `make dev`'s settings, only
+/// in the env file.
+async fn doctor_with(
+    bridge: &Bridge,
+    bridge_url: &str,
+    overrides: &[(&str, &str)],
+    keys_in_process_env: bool,
+) -> Run {
     let mut env = bridge.env.clone();
     env.insert(
         "AWS_ENDPOINT_URL_DYNAMODB".into(),
@@ -145,19 +156,30 @@ async fn doctor(bridge: &Bridge, bridge_url: &str, overrides: &[(&str, &str)]) -
     let url = bridge_url.to_owned();
     let path = file.clone();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("doctor")
             .arg("--env-file")
             .arg(&path)
             .arg("--bridge-url")
             .arg(&url)
-            .env("AWS_ACCESS_KEY_ID", "local")
-            .env("AWS_SECRET_ACCESS_KEY", "local")
-            .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("BRIDGE_ENV_FILE")
-            .output()
-            .expect("run bridge doctor")
+            .env_remove("BRIDGE_ENV_FILE");
+        if keys_in_process_env {
+            command
+                .env("AWS_ACCESS_KEY_ID", "local")
+                .env("AWS_SECRET_ACCESS_KEY", "local")
+                .env("AWS_REGION", "us-east-1");
+        } else {
+            command
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
+                .env_remove("AWS_SESSION_TOKEN")
+                .env_remove("AWS_PROFILE")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+                .env("AWS_CONFIG_FILE", "/nonexistent");
+        }
+        command.output().expect("run bridge doctor")
     })
     .await
     .unwrap();
@@ -321,4 +343,19 @@ async fn an_unreadable_app_list_is_said_not_guessed() {
         run.out
     );
     assert_eq!(run.code, 0, "{}", run.out);
+}
+
+/// The local stack's settings carry their own AWS keys (infra/local.env); the doctor uses them as
+/// the functions do, with none in its own environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_env_files_aws_keys_reach_the_tables() {
+    let (bridge, url) = setup().await;
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let run = doctor_with(&bridge, &url, &keys, false).await;
+    assert_eq!(run.code, 0, "{}", run.out);
+    assert!(run.line("tickets table").starts_with("[ok]"), "{}", run.out);
 }

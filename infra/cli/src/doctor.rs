@@ -164,12 +164,23 @@ pub async fn run(opts: &Options) -> Vec<Check> {
     out
 }
 
-/// The DynamoDB client the functions would have: the settings' endpoint override and region
-/// (an env file's `AWS_ENDPOINT_URL_DYNAMODB` too), credentials from the usual chain.
+/// The DynamoDB client the functions would have: the settings' endpoint override, region and
+/// static keys (an env file's `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ACCESS_KEY_ID` /
+/// `AWS_SECRET_ACCESS_KEY`, as `make dev` hands them to the functions), else the usual chain.
 async fn dynamo_client(map: &HashMap<String, String>) -> aws_sdk_dynamodb::Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = map.get("AWS_REGION").or(map.get("AWS_DEFAULT_REGION")) {
         loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let key = |name: &str| map.get(name).filter(|v| !v.is_empty()).cloned();
+    if let (Some(id), Some(secret)) = (key("AWS_ACCESS_KEY_ID"), key("AWS_SECRET_ACCESS_KEY")) {
+        loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            id,
+            secret,
+            key("AWS_SESSION_TOKEN"),
+            None,
+            "bridge-doctor-settings",
+        ));
     }
     let sdk = loader.load().await;
     let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);

@@ -359,3 +359,63 @@ async fn the_env_files_aws_keys_reach_the_tables() {
     assert_eq!(run.code, 0, "{}", run.out);
     assert!(run.line("tickets table").starts_with("[ok]"), "{}", run.out);
 }
+
+/// DingTalk has no read of the template's revoke setting; its own records prove it: an instance of
+/// the template revoked by its submitter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitters_revoke_in_dingtalks_records_proves_the_template_allows_it() {
+    let (bridge, url) = setup().await;
+    // No instance revoked yet: said, not claimed.
+    let run = doctor(&bridge, &url, &[]).await;
+    let line = run.line("dingtalk revoke");
+    assert!(
+        line.starts_with("[?]") && line.contains("allow the submitter to revoke"),
+        "{}",
+        run.out
+    );
+
+    // The applicant withdraws in Dataphin: the bridge terminates the instance as its originator.
+    let body = harness::with_apply_id(&harness::fixture("02_physical_table_high.json"), "rv-1");
+    let (status, reply) = bridge.create(&body).await;
+    assert_eq!(status, 200, "{reply}");
+    bridge.push_pending_dingtalk_events().await;
+    let path = format!(
+        "/dataphin/bpms/processinstance/terminate?{}",
+        bridge.auth_query()
+    );
+    let terminate = serde_json::json!({"tenantId": harness::TENANT, "applyId": "rv-1",
+        "operatorUserId": "300000913", "reason": "not needed"});
+    let (status, reply) = bridge
+        .request(
+            harness::Function::Withdraw,
+            "POST",
+            &path,
+            &[("content-type", "application/json")],
+            terminate.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let instance = bridge
+        .ticket(&Bridge::ticket_id_of(&body))
+        .await
+        .instance_id
+        .expect("forwarded to DingTalk");
+
+    // The sample rules route this L4 request to PROC-PII: that template's records prove it.
+    let revoked_code = bridge.dingtalk.instance(&instance).unwrap().process_code;
+    assert_eq!(revoked_code, "PROC-PII");
+    let run = doctor(&bridge, &url, &[("DINGTALK_PROCESS_CODE", "PROC-PII")]).await;
+    let line = run.line("dingtalk revoke");
+    assert!(
+        line.starts_with("[ok]") && line.contains(&instance),
+        "{}",
+        run.out
+    );
+    // Another template's history proves nothing about this one.
+    let run = doctor(&bridge, &url, &[]).await;
+    assert!(
+        run.line("dingtalk revoke").starts_with("[?]"),
+        "{}",
+        run.out
+    );
+}

@@ -1249,6 +1249,19 @@ async fn instance_ids_call(
             .map(str::to_string)
             .collect()
     });
+    let statuses: Option<Vec<String>> = match body.get("statuses") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| invalid("statuses must be a list of strings"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(_) => return Err(invalid("statuses must be a list of strings")),
+    };
     let offset: usize = match body.get("nextToken") {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
         Some(Value::String(s)) => s.parse().unwrap_or(0),
@@ -1270,6 +1283,12 @@ async fn instance_ids_call(
             users
                 .as_ref()
                 .is_none_or(|u| u.is_empty() || u.contains(&i.originator_user_id))
+        })
+        // `statuses`: only instances in one of these states (NEW, RUNNING, TERMINATED, ...).
+        .filter(|i| {
+            statuses
+                .as_ref()
+                .is_none_or(|s| s.is_empty() || s.contains(&i.status))
         })
         .collect();
     found.sort_by_key(|i| std::cmp::Reverse(i.create_ms));

@@ -6,14 +6,14 @@
 # Starts its own stack through `make dev`'s script with SPEC 10's knobs (free ports, a new data
 # folder, no sandbox), after the workspace binaries are built; stops it (its whole process group)
 # on exit. Bounded: CONFORMANCE_MAX_EXAMPLES per operation (default 10), CONFORMANCE_START_SECONDS
-# for the stack to become ready (default 90) and CONFORMANCE_SECONDS for schemathesis (default 90).
+# for the stack to become ready (default 120) and CONFORMANCE_SECONDS for schemathesis (default 90).
 set -euo pipefail
 # shellcheck source=infra/scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 MAX_EXAMPLES="${CONFORMANCE_MAX_EXAMPLES:-10}"
-START_SECONDS="${CONFORMANCE_START_SECONDS:-90}"
+START_SECONDS="${CONFORMANCE_START_SECONDS:-120}"
 RUN_SECONDS="${CONFORMANCE_SECONDS:-90}"
 ADMIN_TOKEN="$(sed -n 's/^ADMIN_TOKEN=//p' infra/local.env)"
 [[ -n "$ADMIN_TOKEN" ]] || die "infra/local.env has no ADMIN_TOKEN"
@@ -36,18 +36,21 @@ INVOKE_PORT="$INVOKE_PORT" DYNAMO_PORT="$DYNAMO_PORT" SANDBOX_PORT=0 BRIDGE_DATA
   setsid bash infra/scripts/dev.sh >"$DATA_DIR/stack.log" 2>&1 &
 STACK_PID=$!
 
-# Ready when Test Connection answers success (SPEC 10).
+# Ready when make dev says so (every function started by its warm-up and seeding: cargo lambda
+# starts a function on its first request, which can take longer than a request's timeout) and
+# Test Connection answers success (SPEC 10).
 ready=""
 started=$(date +%s)
 while (($(date +%s) - started < START_SECONDS)); do
   kill -0 "$STACK_PID" 2>/dev/null || break
-  if curl -sf -m 5 -X POST -d '{"checkEvent":"connectivity"}' \
+  if grep -q '^Ready in' "$DATA_DIR/stack.log" &&
+    curl -sf -m 5 -X POST -d '{"checkEvent":"connectivity"}' \
     "http://127.0.0.1:$INVOKE_PORT/dataphin/bpms/check/connect?accessToken=$(sed -n 's/^DATAPHIN_ACCESS_TOKEN=//p' infra/local.env)&timestamp=$(date +%s000)" |
     grep -q '"checkResult":"success"'; then
     ready=1
     break
   fi
-  sleep 0.1
+  sleep 0.2
 done
 if [[ -z "$ready" ]]; then
   tail -n 40 "$DATA_DIR/stack.log" >&2 || true

@@ -37,7 +37,11 @@ done
 ((DISPATCH_EVERY_SECONDS > 0)) || die "DISPATCH_EVERY_SECONDS must be at least 1"
 mkdir -p "$DATA_DIR"
 DATA_DIR="$(cd "$DATA_DIR" && pwd)"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+# Where cargo puts the binaries: CARGO_TARGET_DIR, else what cargo itself says (a config's
+# target-dir, a wrapper's per-checkout directory), else target/.
+TARGET_DIR="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null ||
+  echo "$ROOT/target")}"
 started_at=$(date +%s)
 
 ensure_cargo_lambda

@@ -61,8 +61,8 @@ check clippy cargo clippy --workspace --all-targets -- -D warnings
 check build cargo build --workspace --bins
 check test cargo test --workspace --no-fail-fast
 # schemathesis on the ops routes of openapi.yaml against a stack started by `make dev`'s script
-# (bearer, no server errors, schema conformance); bounded: ~35 s here, at most 90 s to start and
-# 90 s to run.
+# (bearer, no server errors, schema conformance); bounded: ~35-50 s on an idle machine, at most
+# 120 s to start and 90 s to run.
 check api-conformance bash infra/scripts/api_conformance.sh
 check rules cargo run -q -p bridge-cli -- validate-rules infra/rules.sample.json
 check cfn-lint aws_offline .venv/bin/cfn-lint template.yaml

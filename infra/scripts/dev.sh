@@ -7,7 +7,8 @@
 # workspace router behind `bridge gateway` (API Gateway's stand-in: it hands non-UTF-8 text bodies
 # to the functions base64-encoded, as API Gateway does, where cargo lambda alone answers 500),
 # seeds the fixtures' user mappings and the sample rules, and runs a ticker in place of the
-# schedule of `dispatch`. Ctrl-C or SIGTERM stops everything it started.
+# schedule of `dispatch` (failed runs in $BRIDGE_DATA_DIR/dead-letters.jsonl, the dead-letter
+# queue's stand-in). Ctrl-C or SIGTERM stops everything it started.
 #
 #   BRIDGE_ENV_FILE         settings the functions run with (default infra/local.env);
 #                           ${SANDBOX_PORT}, ${INVOKE_PORT}, ${DYNAMO_PORT}, ${DYNAMO_ENDPOINT}
@@ -181,15 +182,10 @@ fi
 log "seeded 5 user mappings (tenant 300073302) and the rules"
 wait_warm
 
-# EventBridge runs dispatch on a schedule in AWS; here a loop sends it the same scheduled event.
-# shellcheck disable=SC2016 # expanded by the inner shell, on every tick
-setsid bash -c '
-  while sleep "$2"; do
-    curl -s -o /dev/null -X POST -H "content-type: application/json" \
-      "http://127.0.0.1:$1/2015-03-31/functions/dispatch/invocations" \
-      -d "{\"version\":\"0\",\"id\":\"local\",\"detail-type\":\"Scheduled Event\",\"source\":\"aws.events\",\"account\":\"000000000000\",\"time\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"region\":\"us-east-1\",\"resources\":[],\"detail\":{}}" ||
-      true
-  done' dispatch-ticker "$INVOKE_PORT" "$DISPATCH_EVERY_SECONDS" &
+# EventBridge runs dispatch on a schedule in AWS; here a loop sends it the same scheduled event,
+# and a failed run lands in dead-letters.jsonl as it lands in the dead-letter queue there.
+setsid bash infra/scripts/dispatch_ticker.sh "$INVOKE_PORT" "$DISPATCH_EVERY_SECONDS" \
+  "$DATA_DIR/dead-letters.jsonl" &
 GROUPS_STARTED+=("$!")
 
 echo

@@ -4,8 +4,11 @@
 #
 # Starts dynalite with its data under $BRIDGE_DATA_DIR/dynalite (kept between runs), creates the
 # tables, builds the workspace, starts `bridge sandbox` and `cargo lambda watch` with the
-# workspace router, seeds the fixtures' user mappings and the sample rules, and runs a ticker in
-# place of the schedule of `dispatch`. Ctrl-C or SIGTERM stops everything it started.
+# workspace router behind `bridge gateway` (API Gateway's stand-in: it hands non-UTF-8 text bodies
+# to the functions base64-encoded, as API Gateway does, where cargo lambda alone answers 500),
+# seeds the fixtures' user mappings and the sample rules, and runs a ticker in place of the
+# schedule of `dispatch` (failed runs in $BRIDGE_DATA_DIR/dead-letters.jsonl, the dead-letter
+# queue's stand-in). Ctrl-C or SIGTERM stops everything it started.
 #
 #   BRIDGE_ENV_FILE         settings the functions run with (default infra/local.env);
 #                           ${SANDBOX_PORT}, ${INVOKE_PORT}, ${DYNAMO_PORT}, ${DYNAMO_ENDPOINT}
@@ -35,7 +38,11 @@ done
 ((DISPATCH_EVERY_SECONDS > 0)) || die "DISPATCH_EVERY_SECONDS must be at least 1"
 mkdir -p "$DATA_DIR"
 DATA_DIR="$(cd "$DATA_DIR" && pwd)"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+# Where cargo puts the binaries: CARGO_TARGET_DIR, else what cargo itself says (a config's
+# target-dir, a wrapper's per-checkout directory), else target/.
+TARGET_DIR="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null ||
+  echo "$ROOT/target")}"
 started_at=$(date +%s)
 
 ensure_cargo_lambda
@@ -116,10 +123,18 @@ if ((SANDBOX_PORT != 0)); then
   log "sandbox on 127.0.0.1:$SANDBOX_PORT (state in $DATA_DIR/sandbox.json, log $DATA_DIR/sandbox.log)"
 fi
 
-setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" --env-file "$ENV_FILE" &
+# cargo lambda on a port of its own; the gateway in front of it serves INVOKE_PORT.
+WATCH_PORT="$(free_port)"
+setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --env-file "$ENV_FILE" &
 WATCH_PID=$!
 GROUPS_STARTED+=("$WATCH_PID")
-wait_port "$INVOKE_PORT" 120 "$WATCH_PID" || die "cargo lambda watch did not start on port $INVOKE_PORT"
+wait_port "$WATCH_PORT" 120 "$WATCH_PID" || die "cargo lambda watch did not start on port $WATCH_PORT"
+RUST_LOG=warn setsid "$TARGET_DIR/debug/bridge" gateway "$INVOKE_PORT" "$WATCH_PORT" \
+  >"$DATA_DIR/gateway.log" 2>&1 &
+GATEWAY_PID=$!
+GROUPS_STARTED+=("$GATEWAY_PID")
+wait_port "$INVOKE_PORT" 30 "$GATEWAY_PID" ||
+  die "the gateway did not start on port $INVOKE_PORT (log: $DATA_DIR/gateway.log)"
 
 BRIDGE="http://127.0.0.1:$INVOKE_PORT"
 ACCESS_TOKEN="$(env_value DATAPHIN_ACCESS_TOKEN)"
@@ -167,15 +182,10 @@ fi
 log "seeded 5 user mappings (tenant 300073302) and the rules"
 wait_warm
 
-# EventBridge runs dispatch on a schedule in AWS; here a loop sends it the same scheduled event.
-# shellcheck disable=SC2016 # expanded by the inner shell, on every tick
-setsid bash -c '
-  while sleep "$2"; do
-    curl -s -o /dev/null -X POST -H "content-type: application/json" \
-      "http://127.0.0.1:$1/2015-03-31/functions/dispatch/invocations" \
-      -d "{\"version\":\"0\",\"id\":\"local\",\"detail-type\":\"Scheduled Event\",\"source\":\"aws.events\",\"account\":\"000000000000\",\"time\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"region\":\"us-east-1\",\"resources\":[],\"detail\":{}}" ||
-      true
-  done' dispatch-ticker "$INVOKE_PORT" "$DISPATCH_EVERY_SECONDS" &
+# EventBridge runs dispatch on a schedule in AWS; here a loop sends it the same scheduled event,
+# and a failed run lands in dead-letters.jsonl as it lands in the dead-letter queue there.
+setsid bash infra/scripts/dispatch_ticker.sh "$INVOKE_PORT" "$DISPATCH_EVERY_SECONDS" \
+  "$DATA_DIR/dead-letters.jsonl" &
 GROUPS_STARTED+=("$!")
 
 echo

@@ -3,7 +3,8 @@
 #
 # Installs what is missing (cargo-lambda, dynalite, the pinned Python tools in .venv), starts an
 # in-memory dynalite on a free port for the tests, then runs formatting, clippy, the whole test
-# suite, the rules sample validation, cfn-lint and `sam validate --lint`. Every check runs even
+# suite, schemathesis against a local stack (infra/scripts/api_conformance.sh), the rules sample
+# validation, cfn-lint and `sam validate --lint`. Every check runs even
 # after one fails; the exit status is non-zero if any failed.
 set -euo pipefail
 # shellcheck source=infra/scripts/lib.sh
@@ -61,6 +62,10 @@ check clippy cargo clippy --workspace --all-targets -- -D warnings
 # The function binaries are built first so the local router test starts them without compiling.
 check build cargo build --workspace --bins
 check test cargo test --workspace --no-fail-fast
+# schemathesis on the ops routes of openapi.yaml against a stack started by `make dev`'s script
+# (bearer, no server errors, schema conformance); bounded: ~35-50 s on an idle machine, at most
+# 120 s to start and 90 s to run.
+check api-conformance bash infra/scripts/api_conformance.sh
 check rules cargo run -q -p bridge-cli -- validate-rules infra/rules.sample.json
 check cfn-lint aws_offline .venv/bin/cfn-lint template.yaml
 check sam-validate aws_offline .venv/bin/sam validate --lint --template template.yaml --region us-east-1

@@ -126,6 +126,17 @@ impl Run {
 
 /// Runs `bridge doctor` with `env` written into an env file (overrides over the good settings).
 async fn doctor(bridge: &Bridge, bridge_url: &str, overrides: &[(&str, &str)]) -> Run {
+    doctor_with(bridge, bridge_url, overrides, true).await
+}
+
+/// `doctor`, with the AWS keys in the process environment or, like `make dev`'s settings, only
+/// in the env file.
+async fn doctor_with(
+    bridge: &Bridge,
+    bridge_url: &str,
+    overrides: &[(&str, &str)],
+    keys_in_process_env: bool,
+) -> Run {
     let mut env = bridge.env.clone();
     env.insert(
         "AWS_ENDPOINT_URL_DYNAMODB".into(),
@@ -145,19 +156,30 @@ async fn doctor(bridge: &Bridge, bridge_url: &str, overrides: &[(&str, &str)]) -
     let url = bridge_url.to_owned();
     let path = file.clone();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("doctor")
             .arg("--env-file")
             .arg(&path)
             .arg("--bridge-url")
             .arg(&url)
-            .env("AWS_ACCESS_KEY_ID", "local")
-            .env("AWS_SECRET_ACCESS_KEY", "local")
-            .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("BRIDGE_ENV_FILE")
-            .output()
-            .expect("run bridge doctor")
+            .env_remove("BRIDGE_ENV_FILE");
+        if keys_in_process_env {
+            command
+                .env("AWS_ACCESS_KEY_ID", "local")
+                .env("AWS_SECRET_ACCESS_KEY", "local")
+                .env("AWS_REGION", "us-east-1");
+        } else {
+            command
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
+                .env_remove("AWS_SESSION_TOKEN")
+                .env_remove("AWS_PROFILE")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+                .env("AWS_CONFIG_FILE", "/nonexistent");
+        }
+        command.output().expect("run bridge doctor")
     })
     .await
     .unwrap();
@@ -188,6 +210,7 @@ async fn a_good_setup_passes_every_check() {
     for name in [
         "settings",
         "dingtalk token",
+        "dingtalk agent id",
         "dingtalk template",
         "dingtalk event subscription",
         "dataphin callback",
@@ -203,11 +226,7 @@ async fn a_good_setup_passes_every_check() {
         );
     }
     // What the API cannot tell is said, not claimed.
-    for name in [
-        "dingtalk revoke",
-        "dingtalk calls this month",
-        "dingtalk agent id",
-    ] {
+    for name in ["dingtalk revoke", "dingtalk calls this month"] {
         assert!(run.line(name).starts_with("[?]"), "{name}:\n{}", run.out);
     }
     assert!(run.out.contains("all checks passed"));
@@ -286,4 +305,117 @@ async fn each_broken_setting_fails_its_own_check_with_the_fix() {
     let run = doctor(&bridge, &url, &[]).await;
     run.assert_fails("rule users mapped", "ghost-user-1");
     assert!(!run.line("rule users mapped").contains("300000930"));
+}
+
+/// The AgentId is checked against DingTalk's list of the organisation's apps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_id_must_be_an_enabled_app_of_the_organisation() {
+    let (bridge, url) = setup().await;
+    let good = doctor(&bridge, &url, &[]).await;
+    assert!(
+        good.line("dingtalk agent id").starts_with("[ok]")
+            && good.line("dingtalk agent id").contains("4242"),
+        "{}",
+        good.out
+    );
+
+    // An AgentId no app of the organisation has.
+    let run = doctor(&bridge, &url, &[("DINGTALK_AGENT_ID", "987654")]).await;
+    run.assert_fails("dingtalk agent id", "DINGTALK_AGENT_ID");
+    assert!(run.line("dingtalk agent id").contains("987654"));
+
+    // The app was disabled in the developer console.
+    bridge.dingtalk.disable_app();
+    let run = doctor(&bridge, &url, &[]).await;
+    run.assert_fails("dingtalk agent id", "disabled");
+}
+
+/// Without the permission to read the app list the line says what to grant, and does not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_app_list_is_said_not_guessed() {
+    let (bridge, url) = setup().await;
+    bridge.dingtalk.withhold_app_list_permission();
+    let run = doctor(&bridge, &url, &[("DINGTALK_AGENT_ID", "987654")]).await;
+    let line = run.line("dingtalk agent id");
+    assert!(
+        line.starts_with("[?]") && line.contains("qyapi_get_microapp_list"),
+        "{}",
+        run.out
+    );
+    assert_eq!(run.code, 0, "{}", run.out);
+}
+
+/// The local stack's settings carry their own AWS keys (infra/local.env); the doctor uses them as
+/// the functions do, with none in its own environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_env_files_aws_keys_reach_the_tables() {
+    let (bridge, url) = setup().await;
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let run = doctor_with(&bridge, &url, &keys, false).await;
+    assert_eq!(run.code, 0, "{}", run.out);
+    assert!(run.line("tickets table").starts_with("[ok]"), "{}", run.out);
+}
+
+/// DingTalk has no read of the template's revoke setting; its own records prove it: an instance of
+/// the template revoked by its submitter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitters_revoke_in_dingtalks_records_proves_the_template_allows_it() {
+    let (bridge, url) = setup().await;
+    // No instance revoked yet: said, not claimed.
+    let run = doctor(&bridge, &url, &[]).await;
+    let line = run.line("dingtalk revoke");
+    assert!(
+        line.starts_with("[?]") && line.contains("allow the submitter to revoke"),
+        "{}",
+        run.out
+    );
+
+    // The applicant withdraws in Dataphin: the bridge terminates the instance as its originator.
+    let body = harness::with_apply_id(&harness::fixture("02_physical_table_high.json"), "rv-1");
+    let (status, reply) = bridge.create(&body).await;
+    assert_eq!(status, 200, "{reply}");
+    bridge.push_pending_dingtalk_events().await;
+    let path = format!(
+        "/dataphin/bpms/processinstance/terminate?{}",
+        bridge.auth_query()
+    );
+    let terminate = serde_json::json!({"tenantId": harness::TENANT, "applyId": "rv-1",
+        "operatorUserId": "300000913", "reason": "not needed"});
+    let (status, reply) = bridge
+        .request(
+            harness::Function::Withdraw,
+            "POST",
+            &path,
+            &[("content-type", "application/json")],
+            terminate.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let instance = bridge
+        .ticket(&Bridge::ticket_id_of(&body))
+        .await
+        .instance_id
+        .expect("forwarded to DingTalk");
+
+    // The sample rules route this L4 request to PROC-PII: that template's records prove it.
+    let revoked_code = bridge.dingtalk.instance(&instance).unwrap().process_code;
+    assert_eq!(revoked_code, "PROC-PII");
+    let run = doctor(&bridge, &url, &[("DINGTALK_PROCESS_CODE", "PROC-PII")]).await;
+    let line = run.line("dingtalk revoke");
+    assert!(
+        line.starts_with("[ok]") && line.contains(&instance),
+        "{}",
+        run.out
+    );
+    // Another template's history proves nothing about this one.
+    let run = doctor(&bridge, &url, &[]).await;
+    assert!(
+        run.line("dingtalk revoke").starts_with("[?]"),
+        "{}",
+        run.out
+    );
 }

@@ -1072,3 +1072,140 @@ fn functions_are_traced_keep_logs_for_the_retention_and_deploy_as_canaries() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dead letters (issue 15): every asynchronous path ends in one queue, and its depth pages.
+
+/// Event sources AWS delivers asynchronously (EventBridge, Scheduler): their failed deliveries
+/// and failed runs must reach the dead-letter queue. API events are synchronous.
+const ASYNC_EVENT_TYPES: &[&str] = &[
+    "Schedule",
+    "ScheduleV2",
+    "EventBridgeRule",
+    "CloudWatchEvent",
+];
+const SYNC_EVENT_TYPES: &[&str] = &["Api", "HttpApi"];
+
+#[test]
+fn asynchronous_work_that_fails_lands_in_the_dead_letter_queue_and_its_depth_pages() {
+    let template = template();
+    let resources = template["Resources"].as_object().unwrap();
+    let queue = &resources["DeadLetterQueue"];
+    assert_eq!(queue["Type"], "AWS::SQS::Queue");
+    assert_eq!(
+        queue["Properties"]["MessageRetentionPeriod"], 1_209_600,
+        "dead letters are kept as long as SQS allows (14 days)"
+    );
+    let queue_arn = json!({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]});
+
+    let mut async_functions = 0;
+    for (id, (_, function)) in deployed_functions(&template) {
+        let props = &function["Properties"];
+        let events = props["Events"].as_object().cloned().unwrap_or_default();
+        let mut is_async = false;
+        for (name, event) in &events {
+            let kind = event["Type"].as_str().unwrap_or_default();
+            if SYNC_EVENT_TYPES.contains(&kind) {
+                continue;
+            }
+            assert!(
+                ASYNC_EVENT_TYPES.contains(&kind),
+                "{id}.{name}: event type {kind} is not known here; give it the dead-letter queue \
+                 (a source queue's RedrivePolicy, or DeadLetterConfig) and list it in this test"
+            );
+            is_async = true;
+            assert_eq!(
+                event["Properties"]["DeadLetterConfig"]["Arn"], queue_arn,
+                "{id}.{name}: an event EventBridge cannot deliver goes to the dead-letter queue"
+            );
+            let retries = &event["Properties"]["RetryPolicy"];
+            assert!(
+                retries["MaximumRetryAttempts"].as_u64().is_some()
+                    && retries["MaximumEventAgeInSeconds"].as_u64().is_some(),
+                "{id}.{name}: bounded retries before dead-lettering, got {retries}"
+            );
+        }
+        if !is_async {
+            continue;
+        }
+        async_functions += 1;
+        let on_failure = &props["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+        assert_eq!(
+            on_failure["Type"], "SQS",
+            "{id}: failed runs are kept in SQS"
+        );
+        assert_eq!(
+            on_failure["Destination"], queue_arn,
+            "{id}: a run that fails after Lambda's retries goes to the dead-letter queue"
+        );
+        assert!(
+            props["EventInvokeConfig"]["MaximumRetryAttempts"]
+                .as_u64()
+                .is_some_and(|n| n <= 2),
+            "{id}: Lambda's async retries are bounded"
+        );
+    }
+    assert!(
+        async_functions >= 1,
+        "the scheduled dispatcher is asynchronous work"
+    );
+
+    // EventBridge may write to the queue, only for this stack's rules.
+    let policy = &resources["DeadLetterQueuePolicy"];
+    assert_eq!(policy["Type"], "AWS::SQS::QueuePolicy");
+    assert_eq!(
+        policy["Properties"]["Queues"],
+        json!([{"Ref": "DeadLetterQueue"}])
+    );
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    let events = statements
+        .iter()
+        .find(|s| s["Principal"]["Service"] == "events.amazonaws.com")
+        .expect("EventBridge is allowed to dead-letter");
+    assert_eq!(events["Effect"], "Allow");
+    assert_eq!(events["Action"], "sqs:SendMessage");
+    assert_eq!(events["Resource"], queue_arn);
+    assert!(
+        events["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+            .as_str()
+            .is_some_and(|arn| arn.contains(":rule/${AWS::StackName}-")),
+        "only this stack's rules: {}",
+        events["Condition"]
+    );
+
+    // The depth alarm: any visible message pages the alarm topic.
+    let alarm = &resources["DeadLetterQueueDepthAlarm"]["Properties"];
+    assert_eq!(alarm["Namespace"], "AWS/SQS");
+    assert_eq!(alarm["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(
+        alarm["Dimensions"],
+        json!([{"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}])
+    );
+    assert_eq!(alarm["Threshold"], 0);
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+    let topic =
+        json!({"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]});
+    assert_eq!(alarm["AlarmActions"], json!([topic]));
+
+    // And the dashboard shows the same depth.
+    let dashboard =
+        &template["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"];
+    let body: Value = serde_json::from_str(dashboard.as_str().unwrap()).unwrap();
+    let shown = body["widgets"].as_array().unwrap().iter().any(|w| {
+        w["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| {
+                *m == json!([
+                    "AWS/SQS",
+                    "ApproximateNumberOfMessagesVisible",
+                    "QueueName",
+                    "${DeadLetterQueue.QueueName}"
+                ])
+            })
+    });
+    assert!(shown, "the dashboard shows the dead-letter depth");
+}

@@ -124,6 +124,7 @@ pub async fn run(opts: &Options) -> Vec<Check> {
         if let Ok(token) = &token {
             out.push(agent_id(&http, base, token, dt.agent_id).await);
             out.push(process_code(&http, base, token, &dt.process_code).await);
+            out.push(revoke(&http, base, token, &dt.process_code).await);
         } else {
             out.push(unknown(
                 "dingtalk agent id",
@@ -134,10 +135,12 @@ pub async fn run(opts: &Options) -> Vec<Check> {
                 "not checked: needs a token (see above)",
             ));
         }
-        out.push(unknown(
-            "dingtalk revoke",
-            format!("DingTalk's API does not tell; in the template {} make sure \"allow the submitter to revoke\" (允许提交人撤销审批中的审批单) is on, else withdrawals are refused", dt.process_code),
-        ));
+        if token.is_err() {
+            out.push(unknown(
+                "dingtalk revoke",
+                "not checked: needs a token (see above)",
+            ));
+        }
         out.push(check_url(&http, opts, dt).await);
         out.push(unknown(
             "dingtalk calls this month",
@@ -164,12 +167,23 @@ pub async fn run(opts: &Options) -> Vec<Check> {
     out
 }
 
-/// The DynamoDB client the functions would have: the settings' endpoint override and region
-/// (an env file's `AWS_ENDPOINT_URL_DYNAMODB` too), credentials from the usual chain.
+/// The DynamoDB client the functions would have: the settings' endpoint override, region and
+/// static keys (an env file's `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ACCESS_KEY_ID` /
+/// `AWS_SECRET_ACCESS_KEY`, as `make dev` hands them to the functions), else the usual chain.
 async fn dynamo_client(map: &HashMap<String, String>) -> aws_sdk_dynamodb::Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = map.get("AWS_REGION").or(map.get("AWS_DEFAULT_REGION")) {
         loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let key = |name: &str| map.get(name).filter(|v| !v.is_empty()).cloned();
+    if let (Some(id), Some(secret)) = (key("AWS_ACCESS_KEY_ID"), key("AWS_SECRET_ACCESS_KEY")) {
+        loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            id,
+            secret,
+            key("AWS_SESSION_TOKEN"),
+            None,
+            "bridge-doctor-settings",
+        ));
     }
     let sdk = loader.load().await;
     let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
@@ -231,28 +245,131 @@ async fn get_json(
     Ok((status, reply.json().await.unwrap_or(Value::Null)))
 }
 
-/// The AgentId must be one of the organisation's apps (`microApp/allInnerApps`). Where that list
-/// cannot be read, the AgentId is only proven by the first create (`invalidAgentId`).
+/// The AgentId must be an enabled app of the organisation, per DingTalk's own app list
+/// (`GET /v1.0/microApp/allInnerApps`, `appStatus` 1 = enabled). Reading the list needs the
+/// permission `qyapi_get_microapp_list`; without it the AgentId is only proven by the first create
+/// (`invalidAgentId`), and the line says so instead of guessing.
 async fn agent_id(http: &reqwest::Client, base: &str, token: &str, agent_id: i64) -> Check {
     const NAME: &str = "dingtalk agent id";
-    match get_json(http, &format!("{base}/v1.0/microApp/allInnerApps"), token, &[]).await {
-        Ok((200, body)) if body["appList"].is_array() => {
-            let found = body["appList"].as_array().into_iter().flatten().any(|a| {
-                a["agentId"].as_i64() == Some(agent_id)
-                    || a["agentId"].as_str() == Some(agent_id.to_string().as_str())
-            });
-            if found {
-                ok(NAME, format!("AgentId {agent_id} is an app of this organisation"))
-            } else {
-                fix(NAME, format!("AgentId {agent_id} is not an app of this organisation: copy the AgentId of the app (developer console → app → basic information) into DINGTALK_AGENT_ID"))
-            }
-        }
-        Ok((status, _)) => unknown(
+    let (status, body) = match get_json(
+        http,
+        &format!("{base}/v1.0/microApp/allInnerApps"),
+        token,
+        &[],
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return fix(NAME, e),
+    };
+    let code = body["code"].as_str().unwrap_or_default();
+    if status == 403 && code.ends_with("AccessTokenPermissionDenied") {
+        return unknown(
             NAME,
-            format!("the app list cannot be read here (HTTP {status}; needs the permission to read apps): the first create answers invalidAgentId if {agent_id} is wrong"),
-        ),
-        Err(e) => unknown(NAME, e),
+            format!("the app may not read the app list: grant it qyapi_get_microapp_list (企业已安装的应用列表查询权限) for this check; until then the first create answers invalidAgentId if {agent_id} is wrong"),
+        );
     }
+    let Some(apps) = body["appList"].as_array().filter(|_| status == 200) else {
+        return unknown(
+            NAME,
+            format!("the app list cannot be read (HTTP {status} {code}): the first create answers invalidAgentId if {agent_id} is wrong"),
+        );
+    };
+    let listed = apps.iter().find(|a| {
+        a["agentId"].as_i64() == Some(agent_id)
+            || a["agentId"].as_str() == Some(agent_id.to_string().as_str())
+    });
+    match listed {
+        None => fix(
+            NAME,
+            format!("AgentId {agent_id} is not an app of this organisation: copy the AgentId of the app (developer console → app → basic information) into DINGTALK_AGENT_ID"),
+        ),
+        Some(app) if app["appStatus"].as_i64() != Some(1) => fix(
+            NAME,
+            format!("AgentId {agent_id} ({}) is disabled: enable the app in the developer console, or set DINGTALK_AGENT_ID to the enabled one", app["name"].as_str().unwrap_or("?")),
+        ),
+        Some(app) => ok(
+            NAME,
+            format!("AgentId {agent_id} is the enabled app {} of this organisation", app["name"].as_str().unwrap_or("?")),
+        ),
+    }
+}
+
+/// How far back the revoke check looks for a submitter's revoke of the template.
+const REVOKE_EVIDENCE_DAYS: i64 = 30;
+/// How many terminated instances it reads (each is one metered DingTalk call).
+const REVOKE_EVIDENCE_READS: usize = 5;
+
+/// Whether the template lets the submitter revoke ("允许提交人撤销审批中的审批单"; without it
+/// DingTalk refuses the bridge's withdrawals). DingTalk's open API has no read of that setting, so
+/// the check reads DingTalk's own records: the template's instances terminated in the last
+/// `REVOKE_EVIDENCE_DAYS` (`instanceIds/query`), and in up to `REVOKE_EVIDENCE_READS` of them a
+/// `TERMINATE_PROCESS_INSTANCE` by the originator, which proves it. Without such a record the
+/// line says what to check by hand.
+async fn revoke(http: &reqwest::Client, base: &str, token: &str, code: &str) -> Check {
+    const NAME: &str = "dingtalk revoke";
+    let by_hand = format!("in the template {code} make sure \"allow the submitter to revoke\" (允许提交人撤销审批中的审批单) is on, else withdrawals are refused (force-withdraw still works here)");
+    let now = app::http::now_ms();
+    let query = json!({"processCode": code, "startTime": now - REVOKE_EVIDENCE_DAYS * 86_400_000,
+        "endTime": now, "size": 20, "statuses": ["TERMINATED"]});
+    let listed = http
+        .post(format!("{base}/v1.0/workflow/processes/instanceIds/query"))
+        .header("x-acs-dingtalk-access-token", token)
+        .json(&query)
+        .send()
+        .await;
+    let ids: Vec<String> = match listed {
+        Ok(reply) if reply.status().is_success() => {
+            let body: Value = reply.json().await.unwrap_or(Value::Null);
+            body["result"]["list"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        }
+        Ok(reply) => {
+            let status = reply.status().as_u16();
+            return unknown(
+                NAME,
+                format!("the template's instances cannot be listed (HTTP {status}): {by_hand}"),
+            );
+        }
+        Err(e) => return unknown(NAME, format!("DingTalk unreachable: {}", without_url(&e))),
+    };
+    let url = format!("{base}/v1.0/workflow/processInstances");
+    for id in ids.iter().take(REVOKE_EVIDENCE_READS) {
+        let Ok((200, body)) = get_json(http, &url, token, &[("processInstanceId", id)]).await
+        else {
+            continue;
+        };
+        let instance = &body["result"];
+        let originator = instance["originatorUserId"].as_str().unwrap_or_default();
+        let revoked = instance["operationRecords"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| {
+                r["type"] == "TERMINATE_PROCESS_INSTANCE"
+                    && !originator.is_empty()
+                    && r["userId"].as_str() == Some(originator)
+            });
+        if let Some(record) = revoked {
+            return ok(
+                NAME,
+                format!(
+                    "template {code} lets the submitter revoke: instance {id} was revoked by its submitter ({})",
+                    record["date"].as_str().unwrap_or("?")
+                ),
+            );
+        }
+    }
+    unknown(
+        NAME,
+        format!(
+            "no instance of {code} was revoked by its submitter in the last {REVOKE_EVIDENCE_DAYS} days (DingTalk's API has no read of the setting): {by_hand}"
+        ),
+    )
 }
 
 /// The template exists and the bridge can fill it: every required component is text the bridge

@@ -7,6 +7,8 @@
 //!   does, for CI and before deploys.
 //! - `bridge sandbox`: DingTalk, a company BPM and Dataphin on `SANDBOX_PORT` with a page and a
 //!   JSON API to act as them (SPEC 11), configured by the bridge's own settings; `make dev` runs it.
+//! - `bridge gateway <port> <cargo-lambda-port>`: API Gateway's stand-in in front of `cargo lambda
+//!   watch` (`make dev`), routing by the root `Cargo.toml`'s router table; see `sandbox::gateway`.
 //! - `bridge doctor [--env-file FILE] [--bridge-url URL]`: checks a setup (DingTalk app and
 //!   template, event subscription, Dataphin callback, tables, rules, mappings) and prints a
 //!   checklist; exits 1 if anything must be fixed. See `doctor.rs`.
@@ -20,7 +22,7 @@ use models::rules::{RulesDocument, RulesError};
 use store::schema::{self, SchemaError};
 use thiserror::Error;
 
-const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file> | bridge sandbox | bridge doctor [--env-file FILE] [--bridge-url URL]";
+const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file> | bridge sandbox | bridge gateway <port> <cargo-lambda-port> | bridge doctor [--env-file FILE] [--bridge-url URL]";
 
 #[derive(Debug, Error)]
 enum CliError {
@@ -41,6 +43,10 @@ enum CliError {
     SandboxConfig(#[from] sandbox::config::ConfigError),
     #[error(transparent)]
     Sandbox(#[from] sandbox::server::SandboxError),
+    #[error(transparent)]
+    Gateway(#[from] sandbox::gateway::GatewayError),
+    #[error("{0} is not a port number")]
+    Port(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
         ["validate-rules", path] => validate_rules(path),
         ["doctor", ref rest @ ..] => return run_doctor(rest),
         ["sandbox"] => run_sandbox(),
+        ["gateway", port, upstream] => run_gateway(port, upstream),
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -115,6 +122,25 @@ fn run_sandbox() -> Result<String, CliError> {
         .map_err(CliError::Runtime)?;
     runtime.block_on(sandbox::server::run(config))?;
     Ok("sandbox stopped".into())
+}
+
+/// The gateway on 127.0.0.1:`port`, in front of cargo lambda on 127.0.0.1:`upstream`, with the
+/// router table of `Cargo.toml` in the working directory (the workspace root under `make dev`).
+fn run_gateway(port: &str, upstream: &str) -> Result<String, CliError> {
+    let number = |p: &str| p.parse::<u16>().map_err(|_| CliError::Port(p.to_owned()));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], number(port)?));
+    let upstream = format!("http://127.0.0.1:{}", number(upstream)?);
+    let manifest = std::fs::read_to_string("Cargo.toml").map_err(|source| CliError::Read {
+        path: "Cargo.toml".into(),
+        source,
+    })?;
+    let routes = sandbox::gateway::routes_from_manifest(&manifest)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(sandbox::gateway::run(addr, upstream, routes))?;
+    Ok("gateway stopped".into())
 }
 
 fn validate_rules(path: &str) -> Result<String, CliError> {

@@ -241,6 +241,8 @@ struct Inner {
     instances: BTreeMap<String, FakeInstance>,
     events: Vec<Value>,
     next_task_id: i64,
+    /// The organisation's app list (`GET /v1.0/microApp/allInnerApps`, doctor's AgentId check).
+    app_directory: AppDirectory,
 }
 
 struct Shared {
@@ -294,6 +296,7 @@ impl FakeDingTalk {
                 instances: BTreeMap::new(),
                 events: Vec::new(),
                 next_task_id: 60_000_000_001,
+                app_directory: AppDirectory::default(),
             }),
             down: down.clone(),
         });
@@ -315,6 +318,10 @@ impl FakeDingTalk {
             .route(
                 "/v1.0/workflow/processes/instanceIds/query",
                 post(instance_ids_call),
+            )
+            .route(
+                "/v1.0/microApp/allInnerApps",
+                axum::routing::get(inner_apps_call),
             )
             .fallback(unknown_call)
             .with_state(shared.clone());
@@ -1252,6 +1259,19 @@ async fn instance_ids_call(
             .map(str::to_string)
             .collect()
     });
+    let statuses: Option<Vec<String>> = match body.get("statuses") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| invalid("statuses must be a list of strings"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(_) => return Err(invalid("statuses must be a list of strings")),
+    };
     let offset: usize = match body.get("nextToken") {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
         Some(Value::String(s)) => s.parse().unwrap_or(0),
@@ -1273,6 +1293,12 @@ async fn instance_ids_call(
             users
                 .as_ref()
                 .is_none_or(|u| u.is_empty() || u.contains(&i.originator_user_id))
+        })
+        // `statuses`: only instances in one of these states (NEW, RUNNING, TERMINATED, ...).
+        .filter(|i| {
+            statuses
+                .as_ref()
+                .is_none_or(|s| s.is_empty() || s.contains(&i.status))
         })
         .collect();
     found.sort_by_key(|i| std::cmp::Reverse(i.create_ms));
@@ -1561,6 +1587,75 @@ async fn terminate_call(
     terminate(inst, &mut inner.events, &who, &remark, now_ms());
     inner.terminations.push(Value::Object(body));
     Ok(Json(json!({"result": true, "success": true})).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The organisation's internal apps (`GET /v1.0/microApp/allInnerApps`): the app behind the AppKey is listed
+// with the AgentId `set_agent_id` gave it, next to another app of the organisation. DingTalk answers only
+// tokens of apps granted `qyapi_get_microapp_list`; others get 403 `AccessTokenPermissionDenied`.
+
+/// AgentId and name of the organisation's other app in the list.
+pub const OTHER_APP_AGENT_ID: i64 = 3_000_000_777;
+
+#[derive(Debug)]
+struct AppDirectory {
+    /// The app holds the permission to read the list.
+    readable: bool,
+    /// The app is enabled (`appStatus` 1), not disabled in the developer console.
+    enabled: bool,
+}
+
+impl Default for AppDirectory {
+    fn default() -> Self {
+        AppDirectory {
+            readable: true,
+            enabled: true,
+        }
+    }
+}
+
+impl FakeDingTalk {
+    /// Withholds `qyapi_get_microapp_list`: the app list answers 403, as for an app never granted it.
+    pub fn withhold_app_list_permission(&self) {
+        self.shared.lock().app_directory.readable = false;
+    }
+
+    /// Disables the app in the developer console (`appStatus` 0 in the app list).
+    pub fn disable_app(&self) {
+        self.shared.lock().app_directory.enabled = false;
+    }
+}
+
+async fn inner_apps_call(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Reply {
+    arrive(&shared, Method::GET, "/v1.0/microApp/allInnerApps").await;
+    authenticate(&shared, &headers, query.as_deref())?;
+    let inner = shared.lock();
+    if !inner.app_directory.readable {
+        return Err(dt_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+            "the app lacks the permission qyapi_get_microapp_list",
+        ));
+    }
+    let app = |agent_id: i64, app_id: i64, name: &str, enabled: bool| {
+        json!({"agentId": agent_id, "appId": app_id, "name": name, "desc": "",
+            "icon": "", "homepageLink": "", "pcHomepageLink": "", "ompLink": "",
+            "appStatus": if enabled { 1 } else { 0 }, "developType": 0})
+    };
+    let mut list = vec![app(OTHER_APP_AGENT_ID, 9_001, "Attendance", true)];
+    if let Some(agent_id) = inner.agent_id {
+        list.push(app(
+            agent_id,
+            9_002,
+            &format!("Approval bridge ({})", inner.app_key),
+            inner.app_directory.enabled,
+        ));
+    }
+    Ok(Json(json!({"appList": list})).into_response())
 }
 
 async fn unknown_call(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> Reject {

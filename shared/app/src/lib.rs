@@ -200,6 +200,11 @@ where
 /// gets a clean error rather than API Gateway's bare 503 when the function is killed.
 pub const DEADLINE_MARGIN_MS: i64 = 1_500;
 
+/// Deadlines below this (2001-09-09 in ms since the epoch) are durations, not instants:
+/// `cargo lambda watch` (`make dev`) sends its 600 s invoke timeout as the deadline header itself.
+/// Taken as an instant, every local request would be past its deadline before it started.
+pub const DEADLINE_AS_DURATION_BELOW_MS: i64 = 1_000_000_000_000;
+
 /// Runs `fut` until `DEADLINE_MARGIN_MS` before `deadline_ms` (the Lambda context's deadline, ms
 /// since the epoch); past it, answers `503` with a generic body. Without a deadline, runs `fut` as is.
 pub async fn within_deadline<Fut>(
@@ -210,11 +215,12 @@ pub async fn within_deadline<Fut>(
 where
     Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>>,
 {
-    // Lambda's deadline is always ahead when an invocation starts. One already behind is not a
-    // deadline: `cargo lambda watch` sends the constant 600000 (1970), so locally there is none.
-    let Some(deadline) = deadline_ms.filter(|d| *d > now_ms) else {
+    let Some(mut deadline) = deadline_ms else {
         return fut.await;
     };
+    if deadline < DEADLINE_AS_DURATION_BELOW_MS {
+        deadline = now_ms.saturating_add(deadline);
+    }
     let budget = (deadline - now_ms - DEADLINE_MARGIN_MS).max(0) as u64;
     match tokio::time::timeout(std::time::Duration::from_millis(budget), fut).await {
         Ok(response) => response,
@@ -251,6 +257,25 @@ mod deadline_tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
+    /// cargo lambda watch's deadline header is its timeout (600,000 ms), not an instant.
+    #[tokio::test]
+    async fn the_local_runtimes_deadline_is_a_duration_from_now() {
+        let now = http::now_ms();
+        let io = async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            body(200)
+        };
+        assert_eq!(within_deadline(Some(600_000), now, io).await.status(), 200);
+        let started = std::time::Instant::now();
+        let slow = async {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            body(200)
+        };
+        let short = DEADLINE_MARGIN_MS + 200;
+        assert_eq!(within_deadline(Some(short), now, slow).await.status(), 503);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
     #[tokio::test]
     async fn a_fast_request_or_one_without_deadline_is_untouched() {
         let now = http::now_ms();
@@ -269,7 +294,7 @@ mod deadline_tests {
     }
 
     #[tokio::test]
-    async fn a_deadline_already_behind_as_cargo_lambda_sends_it_is_no_deadline() {
+    async fn cargo_lambdas_600000_deadline_is_a_duration_not_1970() {
         let now = http::now_ms();
         let io = async {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

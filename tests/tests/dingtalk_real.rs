@@ -400,3 +400,46 @@ async fn a_departed_originators_instance_is_terminated_as_the_system() {
     let instance = b.ticket(&id).await.instance_id.unwrap();
     assert_eq!(b.dingtalk.instance(&instance).unwrap().status, "TERMINATED");
 }
+
+/// `dingtalk_calls` of `GET /rules`.
+async fn calls_view(b: &Bridge) -> Value {
+    let (status, view) = b.ops(Function::Admin, "GET", "/rules", b"").await;
+    assert_eq!(status, 200, "{view}");
+    view["dingtalk_calls"].clone()
+}
+
+#[tokio::test]
+async fn every_dingtalk_call_is_counted_per_day_and_month() {
+    let b = Bridge::start(Options::default()).await;
+    let before = calls_view(&b).await;
+    assert_eq!(
+        (before["day_calls"].as_u64(), before["month_calls"].as_u64()),
+        (Some(0), Some(0)),
+        "{before}"
+    );
+    // token, schema, create
+    let (status, _, id) = submit(&b, "7300000000000101").await;
+    assert_eq!(status, 200);
+    b.push_pending_dingtalk_events().await;
+    assert_eq!(calls_view(&b).await["day_calls"], 3);
+    // a reconciliation read, and a second ticket (the token and schema are cached)
+    b.run_dispatcher(b.ticket(&id).await.last_event_at + 1_801_000)
+        .await;
+    let (status, _, _) = submit(&b, "7300000000000102").await;
+    assert_eq!(status, 200);
+    let view = calls_view(&b).await;
+    let sent = b.dingtalk.calls().len() as u64;
+    assert_eq!(sent, 5, "{:?}", b.dingtalk.calls());
+    assert_eq!(view["day_calls"].as_u64(), Some(sent), "{view}");
+    assert_eq!(view["month_calls"].as_u64(), Some(sent), "{view}");
+    let today = view["day"].as_str().unwrap().to_string();
+    assert!(today.starts_with(view["month"].as_str().unwrap()), "{view}");
+    assert_eq!(view["days"][today.as_str()].as_u64(), Some(sent), "{view}");
+    // calls that found no answer (DingTalk down) count too: they were sent
+    b.dingtalk.fail_gets(1);
+    b.run_dispatcher(now_ms() + 10 * 3_600_000).await;
+    assert_eq!(
+        calls_view(&b).await["day_calls"].as_u64(),
+        Some(b.dingtalk.calls().len() as u64)
+    );
+}

@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod error;
 pub mod http;
 pub mod mapping;
+pub mod meter;
 pub mod metrics;
 pub mod query;
 pub mod rules;
@@ -34,6 +35,8 @@ pub struct App {
     pub store: Store,
     pub backend: Backend,
     pub dataphin: dataphin::DataphinClient,
+    /// DingTalk calls of this container already added to the stored meter.
+    pub dingtalk_calls_counted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl App {
@@ -73,6 +76,7 @@ impl App {
             store,
             backend,
             dataphin,
+            dingtalk_calls_counted: Arc::default(),
         })
     }
 }

@@ -342,6 +342,22 @@ pub struct BackendCancel {
     pub done: bool,
 }
 
+/// A withdrawal asked for while the backend could not take it yet (DingTalk's 15 s grace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawRequest {
+    pub reason: String,
+    pub operator: String,
+    pub requested_at: i64,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub next_attempt_at: i64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// One line of the ticket's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -410,6 +426,14 @@ pub struct Ticket {
     pub last_event_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconciled_at: Option<i64>,
+    /// Backend reads in a row that found nothing new since the last event: each doubles the wait
+    /// before the next one (SPEC 2), an event starts over.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quiet_reads: u32,
+    /// A withdrawal DingTalk could not take yet (it refuses within 15 s of creation): the
+    /// dispatcher repeats it; the ticket stays PENDING until DingTalk confirms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdraw_request: Option<WithdrawRequest>,
     #[serde(default)]
     pub seen_events: Vec<String>,
     #[serde(default)]
@@ -562,6 +586,11 @@ impl Ticket {
         }
         if at > self.last_event_at {
             self.last_event_at = at;
+        }
+        if event_id.is_some() || changed {
+            // The backend spoke (a pushed event, or a read that found news): reconciliation
+            // starts over from its shortest wait.
+            self.quiet_reads = 0;
         }
         if changed {
             Outcome::Changed
@@ -964,6 +993,8 @@ mod tests {
             backend_cancel: None,
             last_event_at: 1_000,
             last_reconciled_at: None,
+            quiet_reads: 0,
+            withdraw_request: None,
             seen_events: vec![],
             history: vec![],
         }

@@ -443,3 +443,82 @@ async fn every_dingtalk_call_is_counted_per_day_and_month() {
         Some(b.dingtalk.calls().len() as u64)
     );
 }
+
+#[tokio::test]
+async fn a_withdrawal_within_dingtalks_grace_is_repeated_after_it_and_reported_once_confirmed() {
+    let b = Bridge::start(Options::default()).await;
+    // DingTalk refuses a terminate right after the create (15 s in production).
+    b.dingtalk.set_terminate_grace(Duration::from_millis(1_500));
+    let (status, _, id) = submit(&b, "7300000000000111").await;
+    assert_eq!(status, 200);
+    b.push_pending_dingtalk_events().await;
+    let (status, reply) = dataphin_terminate(&b, "7300000000000111").await;
+    assert_eq!(status, 200, "not a 5xx: {reply}");
+    assert_eq!(reply["success"], true, "{reply}");
+    assert_eq!(
+        reply["status"], "PENDING",
+        "not WITHDRAWN before DingTalk confirms: {reply}"
+    );
+    assert_eq!(reply["withdrawalPending"], true, "{reply}");
+    assert!(b.dingtalk.terminations().is_empty());
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, models::TicketStatus::Pending);
+    assert!(b.dataphin.documents_for(&id).is_empty());
+    let at = t.withdraw_request.expect("withdrawal kept").next_attempt_at;
+    assert!(at >= t.created_at + 15_000, "after DingTalk's grace");
+    assert!(detail(&b, &id).await["history"]
+        .to_string()
+        .contains("waits for DingTalk"));
+
+    // The dispatcher leaves it until the grace is over, then DingTalk confirms.
+    b.run_dispatcher(at - 5_000).await;
+    assert!(b.dingtalk.terminations().is_empty());
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    b.run_dispatcher(at + 1_000).await;
+    let terminations = b.dingtalk.terminations();
+    assert_eq!(terminations.len(), 1, "{terminations:?}");
+    assert_eq!(terminations[0]["remark"], "no longer needed");
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, models::TicketStatus::Withdrawn);
+    let doc = b.dataphin.latest(&id).expect("Dataphin told by callback");
+    assert_eq!(
+        (doc["status"].as_str(), doc["reason"].as_str()),
+        (Some("WITHDRAWN"), Some("no longer needed"))
+    );
+    // nothing is repeated afterwards
+    b.run_dispatcher(at + 3_600_000).await;
+    assert_eq!(b.dingtalk.terminations().len(), 1);
+    assert_eq!(b.dataphin.documents_for(&id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_agent_id_is_refused_by_dingtalk_and_names_the_setting() {
+    let b = Bridge::start(Options {
+        // the fake's app has AgentId 4242, as the harness sets it
+        env: vec![("DINGTALK_AGENT_ID".into(), "4243".into())],
+        ..Options::default()
+    })
+    .await;
+    let (status, reply, id) = submit(&b, "7300000000000121").await;
+    assert_eq!(status, 502, "{reply}");
+    assert_eq!(reply["errorCode"], "BackendUnavailable", "{reply}");
+    assert!(b.dingtalk.instance_ids().is_empty(), "no instance");
+    let view = detail(&b, &id).await;
+    assert_eq!(view["approval_dispatch_status"], "1", "{view}");
+    let msg = view["approval_dispatch_error_msg"].as_str().unwrap();
+    assert!(
+        msg.contains("invalidAgentId"),
+        "DingTalk's code as it is: {msg}"
+    );
+    assert!(
+        msg.contains("DINGTALK_AGENT_ID"),
+        "names the setting: {msg}"
+    );
+    assert!(
+        reply["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("invalidAgentId"),
+        "{reply}"
+    );
+}

@@ -1317,9 +1317,11 @@ fn check_create(
         body.get("microappAgentId").and_then(Value::as_i64),
     ) {
         if expected != sent {
-            return Err(invalid(format!(
-                "microappAgentId {sent} is not this app's agent"
-            )));
+            return Err(dt_error(
+                StatusCode::BAD_REQUEST,
+                "invalidAgentId",
+                format!("microappAgentId {sent} is not the AgentId of this app"),
+            ));
         }
     }
     let mut steps = Vec::new();

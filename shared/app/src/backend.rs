@@ -22,6 +22,8 @@ pub struct BackendError {
     /// A termination refused because the instance had already ended: what DingTalk says happened,
     /// so the ticket takes the real outcome.
     pub finished: Option<Vec<ApprovalEvent>>,
+    /// A termination refused within DingTalk's grace after creation: when to repeat it (Unix ms).
+    pub not_before: Option<i64>,
 }
 
 impl std::fmt::Display for BackendError {
@@ -44,8 +46,23 @@ fn dingtalk_failure(operation: &str, e: &dingtalk::DingTalkError) -> BackendErro
     crate::metrics::backend_error("dingtalk", operation, code, class).emit();
     BackendError {
         finished: None,
+        not_before: None,
         retryable: e.is_retryable(),
-        message: format!("DingTalk: {e}"),
+        message: format!("DingTalk: {e}{}", setting_hint(code)),
+    }
+}
+
+/// The setting to look at for a DingTalk refusal that a setting causes.
+fn setting_hint(code: &str) -> &'static str {
+    match code {
+        "invalidAgentId" => {
+            " (check DINGTALK_AGENT_ID: the AgentId of the app DINGTALK_APP_KEY belongs to)"
+        }
+        "processCodeError" => {
+            " (check DINGTALK_PROCESS_CODE, or the processCode of the rule that routed the ticket)"
+        }
+        "invalidClientIdOrSecret" => " (check DINGTALK_APP_KEY and DINGTALK_APP_SECRET)",
+        _ => "",
     }
 }
 
@@ -60,6 +77,7 @@ fn webhook_failure(operation: &str, e: impl std::fmt::Display) -> BackendError {
     .emit();
     BackendError {
         finished: None,
+        not_before: None,
         retryable: true,
         message: format!("webhook: {e}"),
     }
@@ -162,6 +180,7 @@ impl Backend {
                     dingtalk::form::fill(&schema, &ticket.id, &fields, &settings.form_labels)
                         .map_err(|e| BackendError {
                             finished: None,
+                            not_before: None,
                             retryable: false,
                             message: format!("DingTalk template {process_code}: {e}"),
                         })?;
@@ -194,6 +213,7 @@ impl Backend {
                             Ok(None) => Err(dingtalk_failure("create", &e)),
                             Err(lookup) => Err(BackendError {
                                 finished: None,
+                                not_before: None,
                                 retryable: true,
                                 message: format!(
                                     "DingTalk: {e}; looking for its instance: {lookup}"
@@ -252,6 +272,7 @@ impl Backend {
                     .filter(|s| !s.is_empty())
                     .ok_or_else(|| BackendError {
                         finished: None,
+                        not_before: None,
                         retryable: true,
                         message: "webhook: reply has no instance_id".into(),
                     })
@@ -291,6 +312,13 @@ impl Backend {
                                 failure.finished = Some(events_from_instance(&detail, now));
                             } else {
                                 failure.retryable = true;
+                                // Still running: refused within DingTalk's grace after creation
+                                // (DingTalk's createTime has minutes only; the dispatch time is
+                                // when the bridge made the instance).
+                                let created = ticket.dispatch.as_ref().map(|d| d.at);
+                                failure.not_before = created
+                                    .map(|at| at + TERMINATE_GRACE_MS + GRACE_MARGIN_MS)
+                                    .filter(|end| *end > now);
                             }
                         }
                         Err(failure)
@@ -329,6 +357,11 @@ impl Backend {
         Ok(events_from_instance(&detail, now))
     }
 }
+
+/// DingTalk refuses to terminate an instance within 15 s of its creation.
+pub const TERMINATE_GRACE_MS: i64 = 15_000;
+/// Kept beyond the grace, for clocks that differ and the time the create took.
+const GRACE_MARGIN_MS: i64 = 2_000;
 
 /// How far around the ticket's creation its instance is looked for.
 const FIND_WINDOW_MS: i64 = 10 * 60 * 1000;

@@ -49,6 +49,12 @@ async fn work_on(app: &App, id: &str, now: i64) -> AppResult<bool> {
     if t.status == models::TicketStatus::Pending {
         if t.expire_at <= now {
             withdraw::expire(app, id, now).await?;
+        } else if t
+            .withdraw_request
+            .as_ref()
+            .is_some_and(|r| r.next_attempt_at <= now)
+        {
+            withdraw::repeat_requested(app, id, now).await?;
         } else if tickets::redispatch_at(&t).is_some_and(|at| at <= now) {
             submit::redispatch(app, id, now).await?;
         } else if tickets::reconcile_at(&t, app.config.reconcile_after_secs * 1000)

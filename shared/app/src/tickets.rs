@@ -31,6 +31,9 @@ pub fn next_due(app: &App, t: &Ticket) -> Option<i64> {
     }
     if t.status == TicketStatus::Pending {
         due.push(t.expire_at);
+        if let Some(r) = &t.withdraw_request {
+            due.push(r.next_attempt_at);
+        }
         if let Some(at) = reconcile_at(t, app.config.reconcile_after_secs * 1000) {
             due.push(at);
         } else if let Some(at) = redispatch_at(t) {

@@ -653,6 +653,161 @@ impl FakeDingTalk {
         Ok(())
     }
 
+    /// `by` adds approvers after themselves (加签, DingTalk's `APPEND_TASK_AFTER`): their own task
+    /// completes `AGREE`, the other open tasks of the step are cancelled, and the step now waits for
+    /// every added approver (new tasks in the same activity).
+    pub fn add_approvers(
+        &self,
+        instance_id: &str,
+        by: &str,
+        added: &[&str],
+        remark: &str,
+    ) -> Result<(), String> {
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let inst = inner
+            .instances
+            .get_mut(instance_id)
+            .ok_or("no such instance")?;
+        if added.is_empty() {
+            return Err("no approvers to add".into());
+        }
+        let now = now_ms();
+        let pos = inst
+            .tasks
+            .iter()
+            .position(|t| t.user_id == by && t.status == "RUNNING")
+            .ok_or_else(|| format!("{by} has no open task"))?;
+        let task = &mut inst.tasks[pos];
+        task.status = "COMPLETED".into();
+        task.result = "AGREE".into();
+        task.finish_time = Some(dingtalk_time(now));
+        let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
+        inst.records.push(FakeRecord {
+            user_id: by.into(),
+            date: dingtalk_time(now),
+            record_type: "APPEND_TASK_AFTER".into(),
+            result: "AGREE".into(),
+            remark: (!remark.is_empty()).then(|| remark.to_string()),
+            show_name: "加签".into(),
+            activity_id: Some(activity_id.clone()),
+        });
+        inner.events.push(task_event(
+            inst,
+            task_id,
+            by,
+            "finish",
+            Some("AGREE"),
+            remark,
+            now,
+        ));
+        cancel_open_tasks(inst, &mut inner.events, now);
+        if let Some(step) = inst.steps.get_mut(inst.current_step) {
+            step.action_type = "AND".into();
+            step.user_ids = added.iter().map(|u| u.to_string()).collect();
+        }
+        for user in added {
+            let new_id = next_id(&mut inner.next_task_id);
+            inst.tasks.push(FakeTask {
+                task_id: new_id,
+                user_id: (*user).into(),
+                status: "RUNNING".into(),
+                result: "NONE".into(),
+                activity_id: activity_id.clone(),
+                create_time: dingtalk_time(now),
+                finish_time: None,
+            });
+            inner
+                .events
+                .push(task_event(inst, new_id, user, "start", None, "", now));
+        }
+        Ok(())
+    }
+
+    /// `by` sends the instance back to an earlier step (退回, DingTalk's `REDIRECT_PROCESS`): their
+    /// task ends without a verdict, the step's other open tasks are cancelled, and step `to_step`
+    /// (0-based) starts again with new tasks in its own activity. The push is a task `finish` with
+    /// result `redirect`, as for a transfer: only the instance tells the two apart.
+    pub fn send_back(
+        &self,
+        instance_id: &str,
+        by: &str,
+        to_step: usize,
+        remark: &str,
+    ) -> Result<(), String> {
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let inst = inner
+            .instances
+            .get_mut(instance_id)
+            .ok_or("no such instance")?;
+        if to_step >= inst.current_step {
+            return Err(format!(
+                "step {to_step} is not before the current step {}",
+                inst.current_step
+            ));
+        }
+        let now = now_ms();
+        let pos = inst
+            .tasks
+            .iter()
+            .position(|t| t.user_id == by && t.status == "RUNNING")
+            .ok_or_else(|| format!("{by} has no open task"))?;
+        let task = &mut inst.tasks[pos];
+        task.status = "COMPLETED".into();
+        task.result = "NONE".into();
+        task.finish_time = Some(dingtalk_time(now));
+        let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
+        inst.records.push(FakeRecord {
+            user_id: by.into(),
+            date: dingtalk_time(now),
+            record_type: "REDIRECT_PROCESS".into(),
+            result: "NONE".into(),
+            remark: (!remark.is_empty()).then(|| remark.to_string()),
+            show_name: "退回".into(),
+            activity_id: Some(activity_id),
+        });
+        inner.events.push(task_event(
+            inst,
+            task_id,
+            by,
+            "finish",
+            Some("redirect"),
+            remark,
+            now,
+        ));
+        cancel_open_tasks(inst, &mut inner.events, now);
+        inst.current_step = to_step;
+        start_step(inst, &mut inner.next_task_id, &mut inner.events, now);
+        Ok(())
+    }
+
+    /// `user` comments on the instance without deciding (DingTalk's `ADD_REMARK`).
+    pub fn comment(&self, instance_id: &str, user: &str, remark: &str) -> Result<(), String> {
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let inst = inner
+            .instances
+            .get_mut(instance_id)
+            .ok_or("no such instance")?;
+        let now = now_ms();
+        inst.records.push(FakeRecord {
+            user_id: user.into(),
+            date: dingtalk_time(now),
+            record_type: "ADD_REMARK".into(),
+            result: "NONE".into(),
+            remark: Some(remark.to_string()),
+            show_name: "评论".into(),
+            activity_id: None,
+        });
+        let mut e = event_base("bpms_task_change", inst, now);
+        e.insert("type".into(), json!("comment"));
+        e.insert("staffId".into(), json!(user));
+        e.insert("remark".into(), json!(remark));
+        inner.events.push(Value::Object(e));
+        Ok(())
+    }
+
     /// Ends a running instance at once with `agree` or `refuse`, whatever its steps (a template flow the
     /// fake does not model, or a shortcut for tests).
     pub fn finish(&self, instance_id: &str, agree: bool) -> Result<(), String> {

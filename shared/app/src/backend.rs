@@ -6,7 +6,8 @@ use dingtalk::{
 };
 use models::content::calendar;
 use models::render::FormField;
-use models::ticket::{ApprovalEvent, Ticket, Verdict};
+use models::ticket::{ApprovalEvent, ApproverState, NodeRead, ReadApprover, Ticket, Verdict};
+use models::NodeStatus;
 use models::Relation;
 use serde_json::{json, Value};
 
@@ -470,6 +471,12 @@ pub fn events_from_instance(detail: &InstanceDetail, now: i64) -> Vec<ApprovalEv
         }
     }
     events.sort_by_key(ApprovalEvent::at);
+    // Then the nodes as the instance shows them: added approvers, a send-back.
+    events.push(ApprovalEvent::NodesRead {
+        nodes: nodes_from_instance(detail, now),
+        note: None,
+        at: now,
+    });
     let end = time(&detail.finish_time);
     let closing = detail
         .operation_records
@@ -494,4 +501,99 @@ pub fn events_from_instance(detail: &InstanceDetail, now: i64) -> Vec<ApprovalEv
         None => {}
     }
     events
+}
+
+/// The ticket's nodes as a DingTalk instance shows them: the instance's activities in the order
+/// they first appear are the ticket's nodes in order (one approver step each, as the create sent
+/// them; a send-back starts an earlier activity again). Each approver's latest task there says
+/// where they stand; `person` is left for the caller to fill.
+pub fn nodes_from_instance(detail: &InstanceDetail, now: i64) -> Vec<NodeRead> {
+    let time = |t: &Option<String>| t.as_deref().and_then(calendar::parse_datetime_ms);
+    let mut activities: Vec<&str> = Vec::new();
+    let mut tasks: Vec<&dingtalk::Task> = detail.tasks.iter().collect();
+    tasks.sort_by_key(|t| time(&t.create_time).unwrap_or(now));
+    for t in &tasks {
+        if let Some(a) = t.activity_id.as_deref() {
+            if !activities.contains(&a) {
+                activities.push(a);
+            }
+        }
+    }
+    activities
+        .iter()
+        .map(|activity| {
+            let mut approvers: Vec<ReadApprover> = Vec::new();
+            for t in tasks
+                .iter()
+                .filter(|t| t.activity_id.as_deref() == Some(activity))
+            {
+                let Some(user) = t.user_id.clone() else {
+                    continue;
+                };
+                let state = match (t.status.as_ref(), t.result.as_ref()) {
+                    (Some(TaskStatus::Running | TaskStatus::New | TaskStatus::Paused), _) => {
+                        ApproverState::Pending
+                    }
+                    (_, Some(TaskResult::Agree)) => ApproverState::Approved,
+                    (_, Some(TaskResult::Refuse)) => ApproverState::Rejected,
+                    (_, Some(TaskResult::Redirected)) => ApproverState::HandedOver,
+                    _ => ApproverState::Cancelled,
+                };
+                let reason = detail
+                    .operation_records
+                    .iter()
+                    .filter(|r| {
+                        r.user_id.as_deref() == Some(&user)
+                            && r.activity_id.as_deref() == Some(activity)
+                    })
+                    .filter_map(|r| r.remark.clone())
+                    .next_back();
+                let read = ReadApprover {
+                    backend_user_id: user.clone(),
+                    person: None,
+                    state,
+                    reason: reason.filter(|_| state != ApproverState::Pending),
+                    acted_at: time(&t.finish_time).filter(|_| state != ApproverState::Pending),
+                };
+                // The latest task of a user is where they stand now.
+                match approvers.iter_mut().find(|a| a.backend_user_id == user) {
+                    Some(a) => *a = read,
+                    None => approvers.push(read),
+                }
+            }
+            let open = approvers.iter().any(|a| a.state == ApproverState::Pending);
+            let decided = if open {
+                None
+            } else if approvers.iter().any(|a| a.state == ApproverState::Rejected) {
+                Some(NodeStatus::Rejected)
+            } else if approvers.iter().any(|a| a.state == ApproverState::Approved) {
+                Some(NodeStatus::Approved)
+            } else {
+                None
+            };
+            NodeRead {
+                approvers,
+                open,
+                decided,
+            }
+        })
+        .collect()
+}
+
+/// Whether a DingTalk `redirect` push by `user` was a send-back to an earlier node (退回,
+/// `REDIRECT_PROCESS`) rather than a transfer: their latest record in the instance says.
+pub fn was_sent_back(detail: &InstanceDetail, user: &str) -> Option<Option<String>> {
+    detail
+        .operation_records
+        .iter()
+        .rev()
+        .find(|r| {
+            r.user_id.as_deref() == Some(user)
+                && matches!(
+                    r.operation_type,
+                    Some(OperationType::RedirectProcess | OperationType::RedirectTask)
+                )
+        })
+        .filter(|r| r.operation_type == Some(OperationType::RedirectProcess))
+        .map(|r| r.remark.clone())
 }

@@ -1,10 +1,7 @@
 //! The scheduled dispatcher: finds due tickets through the sparse due index (never a scan) and
 //! does what each needs: deliver results, cancel backend instances, reconcile, expire.
 
-use models::ticket::ApprovalEvent;
 use serde_json::{json, Value};
-
-use crate::mapping::person_for_backend_id;
 
 use crate::{callback, delivery, submit, tickets, withdraw, App, AppResult};
 
@@ -93,18 +90,8 @@ pub async fn reconcile(app: &App, id: &str, now: i64) -> AppResult<()> {
     let before = tickets::load(app, id).await?.version;
     match polled {
         Ok(mut events) if !events.is_empty() => {
-            // Approvers who joined by a transfer are named as Dataphin users.
-            for ev in &mut events {
-                if let ApprovalEvent::TaskStarted {
-                    backend_user_id,
-                    person,
-                    ..
-                } = ev
-                {
-                    *person =
-                        Some(person_for_backend_id(app, &t.tenant_id, backend_user_id).await?);
-                }
-            }
+            // Approvers who joined by a transfer or were added are named as Dataphin users.
+            callback::name_people(app, &t.tenant_id, &mut events).await?;
             callback::fold(app, id, None, &events).await?;
         }
         Ok(_) => {}

@@ -522,3 +522,54 @@ async fn a_wrong_agent_id_is_refused_by_dingtalk_and_names_the_setting() {
         "{reply}"
     );
 }
+
+/// DingTalk calls that act on instances (the token and the schema are per container).
+fn instance_calls(fake: &FakeDingTalk) -> usize {
+    fake.calls()
+        .iter()
+        .filter(|(_, p)| p.starts_with("/v1.0/workflow/process"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_ticket_whose_events_arrive_costs_at_most_two_dingtalk_calls() {
+    let b = Bridge::start(Options::default()).await;
+    // three nodes, every decision pushed: the create is the only call
+    let body = with_apply_id(&fixture("02_physical_table_high.json"), "7300000000000131");
+    let (status, reply) = b.create(&body).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = Bridge::ticket_id_of(&body);
+    b.push_pending_dingtalk_events().await;
+    let instance = b.ticket(&id).await.instance_id.unwrap();
+    for user in ["dt-bob", "dt-carol", "dt-dave"] {
+        b.dingtalk.act(&instance, user, true, "ok").unwrap();
+        b.push_pending_dingtalk_events().await;
+    }
+    assert_eq!(b.ticket(&id).await.status, models::TicketStatus::Approved);
+    assert_eq!(instance_calls(&b.dingtalk), 1, "{:?}", b.dingtalk.calls());
+
+    // a transfer needs one read to name the new approver: two calls in all
+    let body = with_apply_id(&fixture("01_physical_table_low.json"), "7300000000000132");
+    let (status, _) = b.create(&body).await;
+    assert_eq!(status, 200);
+    let id = Bridge::ticket_id_of(&body);
+    b.push_pending_dingtalk_events().await;
+    let instance = b.ticket(&id).await.instance_id.unwrap();
+    let before = instance_calls(&b.dingtalk);
+    b.dingtalk
+        .transfer(&instance, "dt-bob", "dt-erin", "on leave")
+        .unwrap();
+    b.push_pending_dingtalk_events().await;
+    b.dingtalk.act(&instance, "dt-erin", true, "fine").unwrap();
+    b.push_pending_dingtalk_events().await;
+    assert_eq!(b.ticket(&id).await.status, models::TicketStatus::Approved);
+    assert_eq!(
+        instance_calls(&b.dingtalk) - before,
+        1,
+        "{:?}",
+        b.dingtalk.calls()
+    );
+    // the events came: the dispatcher reads nothing for them
+    b.run_dispatcher(now_ms() + 3 * 24 * 3_600_000).await;
+    assert_eq!(instance_calls(&b.dingtalk), 3);
+}

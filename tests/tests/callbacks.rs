@@ -1122,7 +1122,13 @@ async fn approvers_added_after_the_last_node_agreed_keep_the_ticket_pending_unti
             "need finance too",
         )
         .unwrap();
-    b.push_pending_dingtalk_events().await;
+    let events = b.dingtalk.take_events();
+    for _ in 0..2 {
+        // DingTalk re-sends pushes: a repeat spends no read
+        for e in &events {
+            assert_eq!(b.push_dingtalk_event(e).await.0, 200);
+        }
+    }
     assert_eq!(
         instance_reads(&b),
         reads + 1,
@@ -1201,7 +1207,19 @@ async fn a_send_back_reopens_the_earlier_node_and_the_ticket_ends_right() {
     b.dingtalk
         .send_back(&instance, "dt-dave", 0, "list the columns you need")
         .unwrap();
-    b.push_pending_dingtalk_events().await;
+    let reads = instance_reads(&b);
+    let events = b.dingtalk.take_events();
+    for _ in 0..2 {
+        // DingTalk re-sends pushes: a repeat spends no read
+        for e in &events {
+            assert_eq!(b.push_dingtalk_event(e).await.0, 200);
+        }
+    }
+    assert_eq!(
+        instance_reads(&b),
+        reads + 1,
+        "one read tells a send-back from a transfer"
+    );
     let t = b.ticket(&id).await;
     assert_eq!(t.status, TicketStatus::Pending);
     let d = detail(&b, &id).await;
@@ -1283,4 +1301,43 @@ async fn a_comment_shows_in_the_history_and_changes_no_version() {
     assert_eq!(b.ticket(&id).await.version, version);
     assert_eq!(b.dataphin.documents_for(&id).len(), sent);
     assert_eq!(handler_ids(&d), vec!["300000914"]);
+}
+
+#[tokio::test]
+async fn added_approvers_whose_pushes_were_lost_are_found_by_reconciliation() {
+    let b = Bridge::start(Options {
+        integration_method: "ALL_NODES",
+        ..Options::default()
+    })
+    .await;
+    let body = submission_with_nodes("added-lost", &[("OR", &["dt-bob"])]);
+    let (id, instance) = create_on_dingtalk(&b, &body).await;
+    b.dingtalk
+        .add_approvers(&instance, "dt-bob", &["dt-carol"], "finance too")
+        .unwrap();
+    assert!(!b.dingtalk.take_events().is_empty(), "the pushes are lost");
+    let quiet_since = b.ticket(&id).await.last_event_at;
+    b.run_dispatcher(quiet_since + 1_801_000).await;
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, TicketStatus::Pending, "the instance still runs");
+    let d = detail(&b, &id).await;
+    assert_eq!(handler_ids(&d), vec!["300000920"], "{d}");
+    let doc = b.dataphin.latest(&id).expect("the change reached Dataphin");
+    assert_eq!(doc["version"], t.version as i64);
+    assert_eq!(
+        ids_of(&doc["nodes"][0]["approved_approvers"]),
+        vec!["300000914"]
+    );
+    assert_eq!(
+        ids_of(&doc["nodes"][0]["pending_approvers"]),
+        vec!["300000920"]
+    );
+    // carol's decision is lost too: the next read ends the ticket as DingTalk did
+    b.dingtalk.act(&instance, "dt-carol", true, "ok").unwrap();
+    b.dingtalk.take_events();
+    b.run_dispatcher(quiet_since + 10 * 3_600_000).await;
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, TicketStatus::Approved);
+    assert_eq!(b.dataphin.latest(&id).unwrap()["status"], "APPROVED");
+    assert_clean(&b);
 }

@@ -466,9 +466,10 @@ async fn a_withdrawal_within_dingtalks_grace_is_repeated_after_it_and_reported_o
     assert!(b.dataphin.documents_for(&id).is_empty());
     let at = t.withdraw_request.expect("withdrawal kept").next_attempt_at;
     assert!(at >= t.created_at + 15_000, "after DingTalk's grace");
-    assert!(detail(&b, &id).await["history"]
-        .to_string()
-        .contains("waits for DingTalk"));
+    let view = detail(&b, &id).await;
+    assert!(view["history"].to_string().contains("waits for DingTalk"));
+    assert_eq!(view["withdraw_request"]["next_attempt_at"], at, "{view}");
+    assert_eq!(view["withdraw_request"]["reason"], "no longer needed");
 
     // The dispatcher leaves it until the grace is over, then DingTalk confirms.
     b.run_dispatcher(at - 5_000).await;

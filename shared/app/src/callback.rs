@@ -210,6 +210,10 @@ async fn apply_dingtalk(
     let at = millis(e, &["finishTime", "createTime", "EventTime"]);
     let event_id = dingtalk_event_id(event_type, &instance, e);
     let ticket = tickets::load(app, &ticket_id).await?;
+    if ticket.seen_events.iter().any(|seen| *seen == event_id) || ticket.status.is_final() {
+        // A re-sent push, or one after the end: it changes nothing, and spends no DingTalk read.
+        return Ok(());
+    }
     let event = match (event_type, kind.as_str(), result.as_str()) {
         ("bpms_task_change", "comment", _) => Some(ApprovalEvent::Commented {
             backend_user_id: staff,

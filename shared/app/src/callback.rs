@@ -210,7 +210,7 @@ async fn apply_dingtalk(
     let at = millis(e, &["finishTime", "createTime", "EventTime"]);
     let event_id = dingtalk_event_id(event_type, &instance, e);
     let ticket = tickets::load(app, &ticket_id).await?;
-    if ticket.seen_events.iter().any(|seen| *seen == event_id) || ticket.status.is_final() {
+    if ticket.seen_events.contains(&event_id) || ticket.status.is_final() {
         // A re-sent push, or one after the end: it changes nothing, and spends no DingTalk read.
         return Ok(());
     }

@@ -774,6 +774,14 @@ async fn fifty_concurrent_agreements(method: &'static str) {
         .push_dingtalk_event(&instance_finished_event(&instance))
         .await;
     assert_eq!(status, 200, "{reply}");
+    // The end's delivery may ride on a sender of the burst still holding the ticket's lease
+    // (answers wait at most 200 ms for a delivery): give it a few seconds, bounded.
+    for _ in 0..100 {
+        if !b.ticket(&id).await.delivery.is_due() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     let t = b.ticket(&id).await;
     let reference = b.ticket(&ref_id).await;

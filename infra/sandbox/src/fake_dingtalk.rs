@@ -103,6 +103,9 @@ pub struct FakeInstance {
     pub created_at: Instant,
     pub create_ms: i64,
     pub finish_ms: Option<i64>,
+    /// Approvers were added to the current step (加签): it waits for every open task of it.
+    #[serde(default)]
+    pub waits_for_all: bool,
 }
 
 impl FakeInstance {
@@ -568,7 +571,7 @@ impl FakeDingTalk {
         ));
         let step = inst.steps.get(inst.current_step).cloned();
         let step_done = !agree
-            || step.as_ref().is_none_or(|s| s.action_type != "AND")
+            || (!inst.waits_for_all && step.as_ref().is_none_or(|s| s.action_type != "AND"))
             || !inst
                 .tasks
                 .iter()
@@ -578,6 +581,7 @@ impl FakeDingTalk {
             complete(inst, &mut inner.events, "refuse", now);
         } else if step_done {
             cancel_open_tasks(inst, &mut inner.events, now);
+            inst.waits_for_all = false;
             inst.current_step += 1;
             if inst.current_step < inst.steps.len() {
                 start_step(inst, &mut inner.next_task_id, &mut inner.events, now);
@@ -654,8 +658,8 @@ impl FakeDingTalk {
     }
 
     /// `by` adds approvers after themselves (加签, DingTalk's `APPEND_TASK_AFTER`): their own task
-    /// completes `AGREE`, the other open tasks of the step are cancelled, and the step now waits for
-    /// every added approver (new tasks in the same activity).
+    /// completes `AGREE` and the step now also waits for every added approver (new tasks in the same
+    /// activity); in an OR step the others' open tasks are cancelled, as `by` decided it.
     pub fn add_approvers(
         &self,
         instance_id: &str,
@@ -701,11 +705,17 @@ impl FakeDingTalk {
             remark,
             now,
         ));
-        cancel_open_tasks(inst, &mut inner.events, now);
-        if let Some(step) = inst.steps.get_mut(inst.current_step) {
-            step.action_type = "AND".into();
-            step.user_ids = added.iter().map(|u| u.to_string()).collect();
+        // An AND step still waits for its other approvers, and now for the added ones too; an OR
+        // step was decided by `by`, and the added approvers take it over, all of them. The step's
+        // own approvers stay as configured (a send-back restarts it with them).
+        if inst
+            .steps
+            .get(inst.current_step)
+            .is_some_and(|s| s.action_type != "AND")
+        {
+            cancel_open_tasks(inst, &mut inner.events, now);
         }
+        inst.waits_for_all = true;
         for user in added {
             let new_id = next_id(&mut inner.next_task_id);
             inst.tasks.push(FakeTask {
@@ -777,6 +787,7 @@ impl FakeDingTalk {
             now,
         ));
         cancel_open_tasks(inst, &mut inner.events, now);
+        inst.waits_for_all = false;
         inst.current_step = to_step;
         start_step(inst, &mut inner.next_task_id, &mut inner.events, now);
         Ok(())
@@ -1210,6 +1221,7 @@ async fn create_call(
         created_at: Instant::now(),
         create_ms: now,
         finish_ms: None,
+        waits_for_all: false,
     };
     let inner = &mut *inner;
     inner.events.push(instance_event(&inst, "start", None, now));

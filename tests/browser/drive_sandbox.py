@@ -143,6 +143,8 @@ def main():
             time.sleep(0.8)
         result = b.wait(f"""(() => {{ const c = document.querySelector('.callback[data-ticket="{ticket}"][data-status=APPROVED]');
                 return c && c.querySelector('.badge').textContent; }})()""", "APPROVED at Dataphin")
+        # Drop a card rendered by an earlier refresh, so the status read is the fresh one.
+        b.js("document.querySelector('#ticket-card')?.remove()")
         b.js(f"document.querySelector('a[data-ticket=\"{ticket}\"]').click()")
         ticket_status = b.wait("document.querySelector('#ticket-card')?.dataset.status", "the ticket")
         time.sleep(0.5)

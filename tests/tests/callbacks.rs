@@ -716,6 +716,15 @@ async fn fifty_approver_ticket(b: &Bridge, users: &[Value], apply_id: &str) -> (
     create_on_dingtalk(b, &serde_json::to_vec(&v).unwrap()).await
 }
 
+/// The instance's end that DingTalk pushes after the last agreement: a DingTalk ticket ends
+/// with its instance (issue 9: approvers can still add approvers after the last node agreed).
+fn instance_finished_event(instance: &str) -> Value {
+    json!({"EventType": "bpms_instance_change", "eventId": format!("finish-{instance}"),
+           "EventTime": now_ms().to_string(), "CorpId": "dingfakecorp0000", "processInstanceId": instance,
+           "processCode": PROCESS_CODE, "type": "finish", "result": "agree", "staffId": "dt-alice",
+           "createTime": now_ms() - 1000, "finishTime": now_ms() + 100})
+}
+
 fn agree_event(instance: &str, user: &str, n: usize) -> Value {
     json!({"EventType": "bpms_task_change", "eventId": format!("agree-{user}"), "EventTime": now_ms().to_string(),
            "CorpId": "dingfakecorp0000", "processInstanceId": instance, "processCode": PROCESS_CODE,
@@ -743,6 +752,10 @@ async fn fifty_concurrent_agreements(method: &'static str) {
             .await;
         assert_eq!(status, 200, "{reply}");
     }
+    let (status, reply) = b
+        .push_dingtalk_event(&instance_finished_event(&ref_instance))
+        .await;
+    assert_eq!(status, 200, "{reply}");
 
     let mut tasks = tokio::task::JoinSet::new();
     for (n, u) in users.iter().enumerate() {
@@ -756,6 +769,18 @@ async fn fifty_concurrent_agreements(method: &'static str) {
             status, 200,
             "every concurrent event is acknowledged: {reply}"
         );
+    }
+    let (status, reply) = b
+        .push_dingtalk_event(&instance_finished_event(&instance))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    // The end's delivery may ride on a sender of the burst still holding the ticket's lease
+    // (answers wait at most 200 ms for a delivery): give it a few seconds, bounded.
+    for _ in 0..100 {
+        if !b.ticket(&id).await.delivery.is_due() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
     let t = b.ticket(&id).await;
@@ -1074,6 +1099,253 @@ async fn webhook_signature_and_timestamp_are_checked_before_anything_changes() {
     let (status, reply) = post(header(ts, sig)).await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(b.ticket(&id).await.status, TicketStatus::Approved);
+    assert_eq!(b.dataphin.latest(&id).unwrap()["status"], "APPROVED");
+    assert_clean(&b);
+}
+
+fn instance_reads(b: &Bridge) -> usize {
+    b.dingtalk
+        .calls()
+        .iter()
+        .filter(|(m, p)| m == "GET" && p == "/v1.0/workflow/processInstances")
+        .count()
+}
+
+#[tokio::test]
+async fn approvers_added_after_the_last_node_agreed_keep_the_ticket_pending_until_they_decide() {
+    let b = Bridge::start(Options {
+        integration_method: "ALL_NODES",
+        ..Options::default()
+    })
+    .await;
+    let body = submission_with_nodes("added-1", &[("OR", &["dt-bob"])]);
+    let (id, instance) = create_on_dingtalk(&b, &body).await;
+    let reads = instance_reads(&b);
+    // 加签: bob agrees and adds carol and dave after himself
+    b.dingtalk
+        .add_approvers(
+            &instance,
+            "dt-bob",
+            &["dt-carol", "dt-dave"],
+            "need finance too",
+        )
+        .unwrap();
+    let events = b.dingtalk.take_events();
+    for _ in 0..2 {
+        // DingTalk re-sends pushes: a repeat spends no read
+        for e in &events {
+            assert_eq!(b.push_dingtalk_event(e).await.0, 200);
+        }
+    }
+    assert_eq!(
+        instance_reads(&b),
+        reads + 1,
+        "one read names the added approvers"
+    );
+    let t = b.ticket(&id).await;
+    assert_eq!(
+        t.status,
+        TicketStatus::Pending,
+        "DingTalk's instance still runs"
+    );
+    let d = detail(&b, &id).await;
+    assert_eq!(d["status"], "WAITING_APPROVE", "{d}");
+    let mut handlers = handler_ids(&d);
+    handlers.sort();
+    assert_eq!(handlers, vec!["300000920", "300000925"], "{d}");
+    assert_eq!(d["workflow_nodes"][0]["node_status"], "PENDING", "{d}");
+    let doc = b.dataphin.latest(&id).unwrap();
+    assert_eq!(doc["status"], "PENDING", "{doc}");
+    let node = &doc["nodes"][0];
+    assert_eq!(node["node_status"], "PENDING", "{doc}");
+    assert_eq!(
+        ids_of(&node["approved_approvers"]),
+        vec!["300000914"],
+        "{doc}"
+    );
+    let mut pending = ids_of(&node["pending_approvers"]);
+    pending.sort();
+    assert_eq!(pending, vec!["300000920", "300000925"], "{doc}");
+    assert!(
+        node["display"]["operator"]
+            .as_str()
+            .unwrap()
+            .contains("carol.zhao"),
+        "{doc}"
+    );
+
+    // both added approvers agree: DingTalk ends the instance, the ticket follows it
+    b.dingtalk
+        .act(&instance, "dt-carol", true, "budget ok")
+        .unwrap();
+    b.push_pending_dingtalk_events().await;
+    assert_eq!(b.ticket(&id).await.status, TicketStatus::Pending);
+    b.dingtalk.act(&instance, "dt-dave", true, "fine").unwrap();
+    b.push_pending_dingtalk_events().await;
+    assert_eq!(b.dingtalk.instance(&instance).unwrap().status, "COMPLETED");
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, TicketStatus::Approved);
+    let doc = b.dataphin.latest(&id).unwrap();
+    assert_eq!(doc["status"], "APPROVED", "{doc}");
+    assert_eq!(doc["version"], t.version as i64);
+    let mut approved = ids_of(&doc["nodes"][0]["approved_approvers"]);
+    approved.sort();
+    assert_eq!(
+        approved,
+        vec!["300000914", "300000920", "300000925"],
+        "{doc}"
+    );
+    assert_eq!(instance_reads(&b), reads + 1, "no further read");
+    assert_clean(&b);
+}
+
+#[tokio::test]
+async fn a_send_back_reopens_the_earlier_node_and_the_ticket_ends_right() {
+    let b = Bridge::start(Options {
+        integration_method: "ALL_NODES",
+        ..Options::default()
+    })
+    .await;
+    let body = submission_with_nodes("sendback-1", &[("OR", &["dt-bob"]), ("OR", &["dt-dave"])]);
+    let (id, instance) = create_on_dingtalk(&b, &body).await;
+    b.dingtalk.act(&instance, "dt-bob", true, "ok").unwrap();
+    b.push_pending_dingtalk_events().await;
+    assert_eq!(handler_ids(&detail(&b, &id).await), vec!["300000925"]);
+    // 退回: dave sends it back to bob's node
+    b.dingtalk
+        .send_back(&instance, "dt-dave", 0, "list the columns you need")
+        .unwrap();
+    let reads = instance_reads(&b);
+    let events = b.dingtalk.take_events();
+    for _ in 0..2 {
+        // DingTalk re-sends pushes: a repeat spends no read
+        for e in &events {
+            assert_eq!(b.push_dingtalk_event(e).await.0, 200);
+        }
+    }
+    assert_eq!(
+        instance_reads(&b),
+        reads + 1,
+        "one read tells a send-back from a transfer"
+    );
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, TicketStatus::Pending);
+    let d = detail(&b, &id).await;
+    assert_eq!(handler_ids(&d), vec!["300000914"], "bob decides again: {d}");
+    assert_eq!(d["workflow_nodes"][0]["node_status"], "PENDING", "{d}");
+    assert_eq!(d["workflow_nodes"][1]["node_status"], "PENDING", "{d}");
+    assert!(
+        d["history"].to_string().contains(
+            "dave.sun sent the ticket back to an earlier node: list the columns you need"
+        ),
+        "{}",
+        d["history"]
+    );
+    assert_eq!(
+        t.nodes[1].approvers[0].state,
+        models::ticket::ApproverState::Pending,
+        "not a transfer"
+    );
+    let doc = b.dataphin.latest(&id).unwrap();
+    assert_eq!(doc["nodes"][0]["node_status"], "PENDING", "{doc}");
+    assert_eq!(
+        ids_of(&doc["nodes"][0]["pending_approvers"]),
+        vec!["300000914"]
+    );
+    assert_ne!(doc["nodes"][1]["node_status"], "TRANSFERRED", "{doc}");
+
+    b.dingtalk
+        .act(&instance, "dt-bob", true, "columns: store_id, ds")
+        .unwrap();
+    b.push_pending_dingtalk_events().await;
+    assert_eq!(handler_ids(&detail(&b, &id).await), vec!["300000925"]);
+    b.dingtalk
+        .act(&instance, "dt-dave", true, "now fine")
+        .unwrap();
+    b.push_pending_dingtalk_events().await;
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, TicketStatus::Approved);
+    let doc = b.dataphin.latest(&id).unwrap();
+    assert_eq!(
+        (doc["status"].as_str(), doc["reason"].as_str()),
+        (Some("APPROVED"), Some("now fine")),
+        "{doc}"
+    );
+    assert!(doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["node_status"] == "APPROVED"));
+    assert_eq!(
+        doc["nodes"][0]["operator"][0]["reason"], "columns: store_id, ds",
+        "{doc}"
+    );
+    assert_clean(&b);
+}
+
+#[tokio::test]
+async fn a_comment_shows_in_the_history_and_changes_no_version() {
+    let b = Bridge::start(Options {
+        integration_method: "ALL_NODES",
+        ..Options::default()
+    })
+    .await;
+    let body = submission_with_nodes("comment-1", &[("OR", &["dt-bob"])]);
+    let (id, instance) = create_on_dingtalk(&b, &body).await;
+    let version = b.ticket(&id).await.version;
+    let sent = b.dataphin.documents_for(&id).len();
+    b.dingtalk
+        .comment(&instance, "dt-bob", "looking at it tomorrow")
+        .unwrap();
+    assert_eq!(b.push_pending_dingtalk_events().await, 1);
+    let d = detail(&b, &id).await;
+    assert!(
+        d["history"]
+            .to_string()
+            .contains("bob.li commented: looking at it tomorrow"),
+        "{}",
+        d["history"]
+    );
+    assert_eq!(b.ticket(&id).await.version, version);
+    assert_eq!(b.dataphin.documents_for(&id).len(), sent);
+    assert_eq!(handler_ids(&d), vec!["300000914"]);
+}
+
+#[tokio::test]
+async fn added_approvers_whose_pushes_were_lost_are_found_by_reconciliation() {
+    let b = Bridge::start(Options {
+        integration_method: "ALL_NODES",
+        ..Options::default()
+    })
+    .await;
+    let body = submission_with_nodes("added-lost", &[("OR", &["dt-bob"])]);
+    let (id, instance) = create_on_dingtalk(&b, &body).await;
+    b.dingtalk
+        .add_approvers(&instance, "dt-bob", &["dt-carol"], "finance too")
+        .unwrap();
+    assert!(!b.dingtalk.take_events().is_empty(), "the pushes are lost");
+    let quiet_since = b.ticket(&id).await.last_event_at;
+    b.run_dispatcher(quiet_since + 1_801_000).await;
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, TicketStatus::Pending, "the instance still runs");
+    let d = detail(&b, &id).await;
+    assert_eq!(handler_ids(&d), vec!["300000920"], "{d}");
+    let doc = b.dataphin.latest(&id).expect("the change reached Dataphin");
+    assert_eq!(doc["version"], t.version as i64);
+    assert_eq!(
+        ids_of(&doc["nodes"][0]["approved_approvers"]),
+        vec!["300000914"]
+    );
+    assert_eq!(
+        ids_of(&doc["nodes"][0]["pending_approvers"]),
+        vec!["300000920"]
+    );
+    // carol's decision is lost too: the next read ends the ticket as DingTalk did
+    b.dingtalk.act(&instance, "dt-carol", true, "ok").unwrap();
+    b.dingtalk.take_events();
+    b.run_dispatcher(quiet_since + 10 * 3_600_000).await;
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, TicketStatus::Approved);
     assert_eq!(b.dataphin.latest(&id).unwrap()["status"], "APPROVED");
     assert_clean(&b);
 }

@@ -325,3 +325,44 @@ async fn a_lost_finish_is_found_by_reconciliation() {
     }
     assert_eq!(b.ticket(&id).await.version, version);
 }
+
+#[tokio::test]
+async fn quiet_tickets_are_read_ever_more_rarely_and_an_event_starts_over() {
+    let b = Bridge::start(Options::default()).await;
+    let (id, instance) = create_on_dingtalk(
+        &b,
+        &with_apply_id(&fixture("02_physical_table_high.json"), "recon-quiet"),
+    )
+    .await;
+    let quiet_since = b.ticket(&id).await.last_event_at;
+    let gets = |b: &Bridge| {
+        b.dingtalk
+            .calls()
+            .iter()
+            .filter(|(m, p)| m == "GET" && p.starts_with("/v1.0/workflow/processInstances"))
+            .count()
+    };
+    const MIN: i64 = 60_000;
+    // RECONCILE_AFTER_SECONDS (30 min), then 1 h, 2 h, 4 h: each quiet read doubles the wait
+    let mut at = quiet_since;
+    for (n, wait) in [30 * MIN, 60 * MIN, 120 * MIN, 240 * MIN]
+        .into_iter()
+        .enumerate()
+    {
+        b.run_dispatcher(at + wait - MIN).await;
+        assert_eq!(gets(&b), n, "not yet: the wait is {wait} ms");
+        b.run_dispatcher(at + wait + 1_000).await;
+        assert_eq!(gets(&b), n + 1, "read after {wait} ms of quiet");
+        at += wait + 1_000;
+    }
+    assert_eq!(b.ticket(&id).await.quiet_reads, 4);
+    // an event arrives: the next read is RECONCILE_AFTER_SECONDS after the last one again
+    b.dingtalk
+        .act(&instance, "dt-bob", true, "bob agrees")
+        .unwrap();
+    b.push_pending_dingtalk_events().await;
+    assert_eq!(b.ticket(&id).await.quiet_reads, 0);
+    b.run_dispatcher(at + 30 * MIN + 1_000).await;
+    assert_eq!(gets(&b), 5);
+    assert_eq!(b.ticket(&id).await.status, TicketStatus::Pending);
+}

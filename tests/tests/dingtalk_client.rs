@@ -641,8 +641,12 @@ async fn fake_refuses_requests_dingtalk_refuses() {
     assert_eq!(status, 400);
     let mut body = good_body();
     body["microappAgentId"] = json!(1);
-    let (status, _) = raw_create(&fake, &token, body).await;
-    assert_eq!(status, 400);
+    let (status, reply) = raw_create(&fake, &token, body).await;
+    assert_eq!(
+        (status, reply["code"].as_str()),
+        (400, Some("invalidAgentId")),
+        "{reply}"
+    );
     assert!(fake.creates().is_empty());
 
     let (status, reply) = raw_create(&fake, &token, good_body()).await;

@@ -400,3 +400,177 @@ async fn a_departed_originators_instance_is_terminated_as_the_system() {
     let instance = b.ticket(&id).await.instance_id.unwrap();
     assert_eq!(b.dingtalk.instance(&instance).unwrap().status, "TERMINATED");
 }
+
+/// `dingtalk_calls` of `GET /rules`.
+async fn calls_view(b: &Bridge) -> Value {
+    let (status, view) = b.ops(Function::Admin, "GET", "/rules", b"").await;
+    assert_eq!(status, 200, "{view}");
+    view["dingtalk_calls"].clone()
+}
+
+#[tokio::test]
+async fn every_dingtalk_call_is_counted_per_day_and_month() {
+    let b = Bridge::start(Options::default()).await;
+    let before = calls_view(&b).await;
+    assert_eq!(
+        (before["day_calls"].as_u64(), before["month_calls"].as_u64()),
+        (Some(0), Some(0)),
+        "{before}"
+    );
+    // token, schema, create
+    let (status, _, id) = submit(&b, "7300000000000101").await;
+    assert_eq!(status, 200);
+    b.push_pending_dingtalk_events().await;
+    assert_eq!(calls_view(&b).await["day_calls"], 3);
+    // a reconciliation read, and a second ticket (the token and schema are cached)
+    b.run_dispatcher(b.ticket(&id).await.last_event_at + 1_801_000)
+        .await;
+    let (status, _, _) = submit(&b, "7300000000000102").await;
+    assert_eq!(status, 200);
+    let view = calls_view(&b).await;
+    let sent = b.dingtalk.calls().len() as u64;
+    assert_eq!(sent, 5, "{:?}", b.dingtalk.calls());
+    assert_eq!(view["day_calls"].as_u64(), Some(sent), "{view}");
+    assert_eq!(view["month_calls"].as_u64(), Some(sent), "{view}");
+    let today = view["day"].as_str().unwrap().to_string();
+    assert!(today.starts_with(view["month"].as_str().unwrap()), "{view}");
+    assert_eq!(view["days"][today.as_str()].as_u64(), Some(sent), "{view}");
+    // calls that found no answer (DingTalk down) count too: they were sent
+    b.dingtalk.fail_gets(1);
+    b.run_dispatcher(now_ms() + 10 * 3_600_000).await;
+    assert_eq!(
+        calls_view(&b).await["day_calls"].as_u64(),
+        Some(b.dingtalk.calls().len() as u64)
+    );
+}
+
+#[tokio::test]
+async fn a_withdrawal_within_dingtalks_grace_is_repeated_after_it_and_reported_once_confirmed() {
+    let b = Bridge::start(Options::default()).await;
+    // DingTalk refuses a terminate right after the create (15 s in production).
+    b.dingtalk.set_terminate_grace(Duration::from_millis(1_500));
+    let (status, _, id) = submit(&b, "7300000000000111").await;
+    assert_eq!(status, 200);
+    b.push_pending_dingtalk_events().await;
+    let (status, reply) = dataphin_terminate(&b, "7300000000000111").await;
+    assert_eq!(status, 200, "not a 5xx: {reply}");
+    assert_eq!(reply["success"], true, "{reply}");
+    assert_eq!(
+        reply["status"], "PENDING",
+        "not WITHDRAWN before DingTalk confirms: {reply}"
+    );
+    assert_eq!(reply["withdrawalPending"], true, "{reply}");
+    assert!(b.dingtalk.terminations().is_empty());
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, models::TicketStatus::Pending);
+    assert!(b.dataphin.documents_for(&id).is_empty());
+    let at = t.withdraw_request.expect("withdrawal kept").next_attempt_at;
+    assert!(at >= t.created_at + 15_000, "after DingTalk's grace");
+    let view = detail(&b, &id).await;
+    assert!(view["history"].to_string().contains("waits for DingTalk"));
+    assert_eq!(view["withdraw_request"]["next_attempt_at"], at, "{view}");
+    assert_eq!(view["withdraw_request"]["reason"], "no longer needed");
+
+    // The dispatcher leaves it until the grace is over, then DingTalk confirms.
+    b.run_dispatcher(at - 5_000).await;
+    assert!(b.dingtalk.terminations().is_empty());
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    b.run_dispatcher(at + 1_000).await;
+    let terminations = b.dingtalk.terminations();
+    assert_eq!(terminations.len(), 1, "{terminations:?}");
+    assert_eq!(terminations[0]["remark"], "no longer needed");
+    let t = b.ticket(&id).await;
+    assert_eq!(t.status, models::TicketStatus::Withdrawn);
+    let doc = b.dataphin.latest(&id).expect("Dataphin told by callback");
+    assert_eq!(
+        (doc["status"].as_str(), doc["reason"].as_str()),
+        (Some("WITHDRAWN"), Some("no longer needed"))
+    );
+    // nothing is repeated afterwards
+    b.run_dispatcher(at + 3_600_000).await;
+    assert_eq!(b.dingtalk.terminations().len(), 1);
+    assert_eq!(b.dataphin.documents_for(&id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_agent_id_is_refused_by_dingtalk_and_names_the_setting() {
+    let b = Bridge::start(Options {
+        // the fake's app has AgentId 4242, as the harness sets it
+        env: vec![("DINGTALK_AGENT_ID".into(), "4243".into())],
+        ..Options::default()
+    })
+    .await;
+    let (status, reply, id) = submit(&b, "7300000000000121").await;
+    assert_eq!(status, 502, "{reply}");
+    assert_eq!(reply["errorCode"], "BackendUnavailable", "{reply}");
+    assert!(b.dingtalk.instance_ids().is_empty(), "no instance");
+    let view = detail(&b, &id).await;
+    assert_eq!(view["approval_dispatch_status"], "1", "{view}");
+    let msg = view["approval_dispatch_error_msg"].as_str().unwrap();
+    assert!(
+        msg.contains("invalidAgentId"),
+        "DingTalk's code as it is: {msg}"
+    );
+    assert!(
+        msg.contains("DINGTALK_AGENT_ID"),
+        "names the setting: {msg}"
+    );
+    assert!(
+        reply["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("invalidAgentId"),
+        "{reply}"
+    );
+}
+
+/// DingTalk calls that act on instances (the token and the schema are per container).
+fn instance_calls(fake: &FakeDingTalk) -> usize {
+    fake.calls()
+        .iter()
+        .filter(|(_, p)| p.starts_with("/v1.0/workflow/process"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_ticket_whose_events_arrive_costs_at_most_two_dingtalk_calls() {
+    let b = Bridge::start(Options::default()).await;
+    // three nodes, every decision pushed: the create is the only call
+    let body = with_apply_id(&fixture("02_physical_table_high.json"), "7300000000000131");
+    let (status, reply) = b.create(&body).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = Bridge::ticket_id_of(&body);
+    b.push_pending_dingtalk_events().await;
+    let instance = b.ticket(&id).await.instance_id.unwrap();
+    for user in ["dt-bob", "dt-carol", "dt-dave"] {
+        b.dingtalk.act(&instance, user, true, "ok").unwrap();
+        b.push_pending_dingtalk_events().await;
+    }
+    assert_eq!(b.ticket(&id).await.status, models::TicketStatus::Approved);
+    assert_eq!(instance_calls(&b.dingtalk), 1, "{:?}", b.dingtalk.calls());
+
+    // a transfer needs one read to name the new approver: two calls in all
+    let body = with_apply_id(&fixture("01_physical_table_low.json"), "7300000000000132");
+    let (status, _) = b.create(&body).await;
+    assert_eq!(status, 200);
+    let id = Bridge::ticket_id_of(&body);
+    b.push_pending_dingtalk_events().await;
+    let instance = b.ticket(&id).await.instance_id.unwrap();
+    let before = instance_calls(&b.dingtalk);
+    b.dingtalk
+        .transfer(&instance, "dt-bob", "dt-erin", "on leave")
+        .unwrap();
+    b.push_pending_dingtalk_events().await;
+    b.dingtalk.act(&instance, "dt-erin", true, "fine").unwrap();
+    b.push_pending_dingtalk_events().await;
+    assert_eq!(b.ticket(&id).await.status, models::TicketStatus::Approved);
+    assert_eq!(
+        instance_calls(&b.dingtalk) - before,
+        1,
+        "{:?}",
+        b.dingtalk.calls()
+    );
+    // the events came: the dispatcher reads nothing for them
+    b.run_dispatcher(now_ms() + 3 * 24 * 3_600_000).await;
+    assert_eq!(instance_calls(&b.dingtalk), 3);
+}

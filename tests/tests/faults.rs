@@ -109,11 +109,12 @@ async fn decide(b: &Bridge, tickets: &[(String, bool)]) -> Vec<Value> {
     for (id, agree) in tickets {
         // A create answered 200 while another attempt held the forwarding lease (or whose
         // forwarding write failed) is forwarded by the dispatcher once the lease ends.
-        for _ in 0..20 {
+        // Each round is 10 minutes later than the last: a failed forward waits out its backoff.
+        for round in 1..=20 {
             if ticket_direct(b, id).await.instance_id.is_some() {
                 break;
             }
-            let _ = app::dispatch::run(&b.app, now_ms() + 600_000).await;
+            let _ = app::dispatch::run(&b.app, now_ms() + round * 600_000).await;
         }
         let instance = ticket_direct(b, id)
             .await

@@ -174,6 +174,8 @@ fn store_ticket(
         backend_cancel: None,
         last_event_at: created_at,
         last_reconciled_at: None,
+        quiet_reads: 0,
+        withdraw_request: None,
         seen_events: Vec::new(),
         history: Vec::new(),
     };

@@ -530,3 +530,82 @@ async fn the_page_in_headless_chromium_submits_approves_and_shows_the_result() {
     lp.sandbox.stop().await;
     let _ = std::fs::remove_dir_all(&lp.data_dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_dingtalk_adds_approvers_sends_back_and_comments_like_dingtalk() {
+    let lp = Loop::start(Backend::DingTalk).await;
+    let ticket = lp
+        .submit_fixture_02(&format!("sbx-dt-actions-{}", harness::now_ms()))
+        .await;
+    let inst = lp.instance_of(&ticket).await;
+    let instance_id = inst["instance_id"].as_str().unwrap().to_owned();
+    let task_of = |inst: &Value, user: &str| -> String {
+        inst["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|t| t["user_id"] == user && t["status"] == "RUNNING")
+            .unwrap_or_else(|| panic!("{user} has an open task: {inst}"))["task_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let act = |task: String, body: Value| {
+        let path = format!("/api/instances/{instance_id}/tasks/{task}");
+        let lp = &lp;
+        async move { lp.call("POST", &path, Some(body)).await }
+    };
+    // a comment, then bob agrees and adds erin after himself (node 1 is bob AND carol)
+    let bob = task_of(&inst, "dt-bob");
+    let (status, body) = act(bob.clone(), json!({"action": "comment"})).await;
+    assert_eq!(status, 400, "a comment needs its remark: {body}");
+    let (status, body) = act(
+        bob.clone(),
+        json!({"action": "comment", "remark": "checking the columns"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = act(bob.clone(), json!({"action": "send_back", "to_step": 0})).await;
+    assert_eq!(status, 409, "no step before the first: {body}");
+    let (status, body) = act(
+        bob,
+        json!({"action": "add_approvers", "to_users": ["dt-erin"], "remark": "security too"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let inst = lp.instance_of(&ticket).await;
+    let open: Vec<&str> = inst["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "RUNNING")
+        .map(|t| t["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(open, ["dt-carol", "dt-erin"], "{inst}");
+    for user in ["dt-carol", "dt-erin"] {
+        let (status, body) = act(
+            task_of(&inst, user),
+            json!({"action": "agree", "remark": "ok"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // dave sends it back to node 1; everyone agrees again and the ticket ends approved
+    let inst = lp.instance_of(&ticket).await;
+    let (status, body) = act(
+        task_of(&inst, "dt-dave"),
+        json!({"action": "send_back", "to_step": 0, "remark": "which columns?"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let inst = lp.instance_of(&ticket).await;
+    assert_eq!(inst["status"], "RUNNING", "{inst}");
+    task_of(&inst, "dt-bob");
+    let approvers = lp.approve_all(&ticket).await;
+    assert_eq!(approvers, ["dt-bob", "dt-carol", "dt-dave"]);
+    let callback = lp.callback_with(&ticket, "APPROVED").await;
+    assert_eq!(callback["status"], 200, "{callback}");
+    lp.sandbox.stop().await;
+    let _ = std::fs::remove_dir_all(&lp.data_dir);
+}

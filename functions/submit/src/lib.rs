@@ -4,6 +4,13 @@ use app::{http, App, AppError};
 use lambda_http::{Body, Request, Response};
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
+    let response = route(app, req).await;
+    // The DingTalk calls this request spent, added to the stored meter (one write, only if any).
+    app::meter::flush(app).await;
+    response
+}
+
+async fn route(app: &App, req: Request) -> Response<Body> {
     let now = http::now_ms();
     let query = http::query(&req);
     let path = http::segments(&req);

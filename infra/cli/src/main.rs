@@ -12,8 +12,12 @@
 //! - `bridge doctor [--env-file FILE] [--bridge-url URL]`: checks a setup (DingTalk app and
 //!   template, event subscription, Dataphin callback, tables, rules, mappings) and prints a
 //!   checklist; exits 1 if anything must be fixed. See `doctor.rs`.
+//! - `bridge create-template [--env-file FILE] [--name NAME] [--process-code CODE]`: creates (or
+//!   updates) a DingTalk approval template the bridge fills completely and prints its process
+//!   code. See `template.rs`.
 
 mod doctor;
+mod template;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -22,7 +26,7 @@ use models::rules::{RulesDocument, RulesError};
 use store::schema::{self, SchemaError};
 use thiserror::Error;
 
-const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file> | bridge sandbox | bridge gateway <port> <cargo-lambda-port> | bridge doctor [--env-file FILE] [--bridge-url URL]";
+const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file> | bridge sandbox | bridge gateway <port> <cargo-lambda-port> | bridge doctor [--env-file FILE] [--bridge-url URL] | bridge create-template [--env-file FILE] [--name NAME] [--process-code CODE]";
 
 #[derive(Debug, Error)]
 enum CliError {
@@ -47,6 +51,8 @@ enum CliError {
     Gateway(#[from] sandbox::gateway::GatewayError),
     #[error("{0} is not a port number")]
     Port(String),
+    #[error("{0}")]
+    Template(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -68,6 +74,7 @@ fn main() -> ExitCode {
         ["doctor", ref rest @ ..] => return run_doctor(rest),
         ["sandbox"] => run_sandbox(),
         ["gateway", port, upstream] => run_gateway(port, upstream),
+        ["create-template", ref rest @ ..] => create_template(rest),
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -112,6 +119,18 @@ fn create_tables() -> Result<String, CliError> {
     Ok(format!(
         "tables ready: tickets={tickets} user_mappings={user_mappings}"
     ))
+}
+
+fn create_template(args: &[&str]) -> Result<String, CliError> {
+    let req =
+        template::parse_args(args).map_err(|e| CliError::Template(format!("{e}\n{USAGE}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime
+        .block_on(template::run(&req))
+        .map_err(CliError::Template)
 }
 
 fn run_sandbox() -> Result<String, CliError> {

@@ -53,6 +53,12 @@ pub enum Action {
     Agree,
     Refuse,
     Redirect(String),
+    /// DingTalk only: add approvers after oneself (加签).
+    AddApprovers(Vec<String>),
+    /// DingTalk only: send the instance back to an earlier step (0-based) (退回).
+    SendBack(usize),
+    /// DingTalk only: comment without deciding.
+    Comment,
 }
 
 impl BpmInstance {
@@ -161,6 +167,12 @@ impl BpmInstance {
                 self.tasks[pos].status
             ));
         }
+        if matches!(
+            action,
+            Action::AddApprovers(_) | Action::SendBack(_) | Action::Comment
+        ) {
+            return Err("the company BPM (SPEC 9) knows agree, refuse and redirect only".into());
+        }
         let node_id = self.tasks[pos].node_id.clone();
         let user = self.tasks[pos].user_id.clone();
         let mut event = json!({
@@ -217,6 +229,9 @@ impl BpmInstance {
                 self.new_task(&node_id, to);
                 event["node_status"] = json!("TRANSFERRED");
                 event["to_user"] = json!(to);
+            }
+            Action::AddApprovers(_) | Action::SendBack(_) | Action::Comment => {
+                unreachable!("refused above")
             }
         }
         Ok(event)

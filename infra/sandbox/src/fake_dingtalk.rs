@@ -103,6 +103,9 @@ pub struct FakeInstance {
     pub created_at: Instant,
     pub create_ms: i64,
     pub finish_ms: Option<i64>,
+    /// Approvers were added to the current step (加签): it waits for every open task of it.
+    #[serde(default)]
+    pub waits_for_all: bool,
 }
 
 impl FakeInstance {
@@ -585,7 +588,7 @@ impl FakeDingTalk {
         ));
         let step = inst.steps.get(inst.current_step).cloned();
         let step_done = !agree
-            || step.as_ref().is_none_or(|s| s.action_type != "AND")
+            || (!inst.waits_for_all && step.as_ref().is_none_or(|s| s.action_type != "AND"))
             || !inst
                 .tasks
                 .iter()
@@ -595,6 +598,7 @@ impl FakeDingTalk {
             complete(inst, &mut inner.events, "refuse", now);
         } else if step_done {
             cancel_open_tasks(inst, &mut inner.events, now);
+            inst.waits_for_all = false;
             inst.current_step += 1;
             if inst.current_step < inst.steps.len() {
                 start_step(inst, &mut inner.next_task_id, &mut inner.events, now);
@@ -667,6 +671,168 @@ impl FakeDingTalk {
         inner
             .events
             .push(task_event(inst, new_id, to, "start", None, "", now));
+        Ok(())
+    }
+
+    /// `by` adds approvers after themselves (加签, DingTalk's `APPEND_TASK_AFTER`): their own task
+    /// completes `AGREE` and the step now also waits for every added approver (new tasks in the same
+    /// activity); in an OR step the others' open tasks are cancelled, as `by` decided it.
+    pub fn add_approvers(
+        &self,
+        instance_id: &str,
+        by: &str,
+        added: &[&str],
+        remark: &str,
+    ) -> Result<(), String> {
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let inst = inner
+            .instances
+            .get_mut(instance_id)
+            .ok_or("no such instance")?;
+        if added.is_empty() {
+            return Err("no approvers to add".into());
+        }
+        let now = now_ms();
+        let pos = inst
+            .tasks
+            .iter()
+            .position(|t| t.user_id == by && t.status == "RUNNING")
+            .ok_or_else(|| format!("{by} has no open task"))?;
+        let task = &mut inst.tasks[pos];
+        task.status = "COMPLETED".into();
+        task.result = "AGREE".into();
+        task.finish_time = Some(dingtalk_time(now));
+        let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
+        inst.records.push(FakeRecord {
+            user_id: by.into(),
+            date: dingtalk_time(now),
+            record_type: "APPEND_TASK_AFTER".into(),
+            result: "AGREE".into(),
+            remark: (!remark.is_empty()).then(|| remark.to_string()),
+            show_name: "加签".into(),
+            activity_id: Some(activity_id.clone()),
+        });
+        inner.events.push(task_event(
+            inst,
+            task_id,
+            by,
+            "finish",
+            Some("AGREE"),
+            remark,
+            now,
+        ));
+        // An AND step still waits for its other approvers, and now for the added ones too; an OR
+        // step was decided by `by`, and the added approvers take it over, all of them. The step's
+        // own approvers stay as configured (a send-back restarts it with them).
+        if inst
+            .steps
+            .get(inst.current_step)
+            .is_some_and(|s| s.action_type != "AND")
+        {
+            cancel_open_tasks(inst, &mut inner.events, now);
+        }
+        inst.waits_for_all = true;
+        for user in added {
+            let new_id = next_id(&mut inner.next_task_id);
+            inst.tasks.push(FakeTask {
+                task_id: new_id,
+                user_id: (*user).into(),
+                status: "RUNNING".into(),
+                result: "NONE".into(),
+                activity_id: activity_id.clone(),
+                create_time: dingtalk_time(now),
+                finish_time: None,
+            });
+            inner
+                .events
+                .push(task_event(inst, new_id, user, "start", None, "", now));
+        }
+        Ok(())
+    }
+
+    /// `by` sends the instance back to an earlier step (退回, DingTalk's `REDIRECT_PROCESS`): their
+    /// task ends without a verdict, the step's other open tasks are cancelled, and step `to_step`
+    /// (0-based) starts again with new tasks in its own activity. The push is a task `finish` with
+    /// result `redirect`, as for a transfer: only the instance tells the two apart.
+    pub fn send_back(
+        &self,
+        instance_id: &str,
+        by: &str,
+        to_step: usize,
+        remark: &str,
+    ) -> Result<(), String> {
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let inst = inner
+            .instances
+            .get_mut(instance_id)
+            .ok_or("no such instance")?;
+        if to_step >= inst.current_step {
+            return Err(format!(
+                "step {to_step} is not before the current step {}",
+                inst.current_step
+            ));
+        }
+        let now = now_ms();
+        let pos = inst
+            .tasks
+            .iter()
+            .position(|t| t.user_id == by && t.status == "RUNNING")
+            .ok_or_else(|| format!("{by} has no open task"))?;
+        let task = &mut inst.tasks[pos];
+        task.status = "COMPLETED".into();
+        task.result = "NONE".into();
+        task.finish_time = Some(dingtalk_time(now));
+        let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
+        inst.records.push(FakeRecord {
+            user_id: by.into(),
+            date: dingtalk_time(now),
+            record_type: "REDIRECT_PROCESS".into(),
+            result: "NONE".into(),
+            remark: (!remark.is_empty()).then(|| remark.to_string()),
+            show_name: "退回".into(),
+            activity_id: Some(activity_id),
+        });
+        inner.events.push(task_event(
+            inst,
+            task_id,
+            by,
+            "finish",
+            Some("redirect"),
+            remark,
+            now,
+        ));
+        cancel_open_tasks(inst, &mut inner.events, now);
+        inst.waits_for_all = false;
+        inst.current_step = to_step;
+        start_step(inst, &mut inner.next_task_id, &mut inner.events, now);
+        Ok(())
+    }
+
+    /// `user` comments on the instance without deciding (DingTalk's `ADD_REMARK`).
+    pub fn comment(&self, instance_id: &str, user: &str, remark: &str) -> Result<(), String> {
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let inst = inner
+            .instances
+            .get_mut(instance_id)
+            .ok_or("no such instance")?;
+        let now = now_ms();
+        inst.records.push(FakeRecord {
+            user_id: user.into(),
+            date: dingtalk_time(now),
+            record_type: "ADD_REMARK".into(),
+            result: "NONE".into(),
+            remark: Some(remark.to_string()),
+            show_name: "评论".into(),
+            activity_id: None,
+        });
+        let mut e = event_base("bpms_task_change", inst, now);
+        e.insert("type".into(), json!("comment"));
+        e.insert("staffId".into(), json!(user));
+        e.insert("remark".into(), json!(remark));
+        inner.events.push(Value::Object(e));
         Ok(())
     }
 
@@ -1072,6 +1238,7 @@ async fn create_call(
         created_at: Instant::now(),
         create_ms: now,
         finish_ms: None,
+        waits_for_all: false,
     };
     let inner = &mut *inner;
     inner.events.push(instance_event(&inst, "start", None, now));
@@ -1353,9 +1520,11 @@ fn check_create(
         body.get("microappAgentId").and_then(Value::as_i64),
     ) {
         if expected != sent {
-            return Err(invalid(format!(
-                "microappAgentId {sent} is not this app's agent"
-            )));
+            return Err(dt_error(
+                StatusCode::BAD_REQUEST,
+                "invalidAgentId",
+                format!("microappAgentId {sent} is not the AgentId of this app"),
+            ));
         }
     }
     let mut steps = Vec::new();

@@ -602,6 +602,10 @@ struct ActBody {
     action: Option<String>,
     remark: Option<String>,
     to_user: Option<String>,
+    /// For `add_approvers` (DingTalk): the users added after the acting approver.
+    to_users: Option<Vec<String>>,
+    /// For `send_back` (DingTalk): the earlier step (0-based) the instance goes back to.
+    to_step: Option<usize>,
 }
 
 async fn act_on_task(
@@ -631,10 +635,37 @@ async fn act_on_task(
                 )
             }
         },
+        Some("add_approvers") => match body.to_users {
+            Some(users) if !users.is_empty() && users.iter().all(|u| !u.trim().is_empty()) => {
+                Action::AddApprovers(users)
+            }
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "to_users (a list of user ids) is required for action add_approvers",
+                )
+            }
+        },
+        Some("send_back") => match body.to_step {
+            Some(step) => Action::SendBack(step),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "to_step (the earlier step, 0-based) is required for action send_back",
+                )
+            }
+        },
+        Some("comment") if !remark.trim().is_empty() => Action::Comment,
+        Some("comment") => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "remark is required for action comment",
+            )
+        }
         Some(other) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("action {other:?} is not one of agree, refuse, redirect"),
+                format!("action {other:?} is not one of agree, refuse, redirect, add_approvers, send_back, comment"),
             )
         }
         None => return error(StatusCode::BAD_REQUEST, "action is required"),
@@ -708,6 +739,15 @@ fn act_dingtalk(
         Action::Agree => sb.dingtalk.act(&inst.id, &task.user_id, true, remark),
         Action::Refuse => sb.dingtalk.act(&inst.id, &task.user_id, false, remark),
         Action::Redirect(to) => sb.dingtalk.transfer(&inst.id, &task.user_id, to, remark),
+        Action::AddApprovers(users) => {
+            let users: Vec<&str> = users.iter().map(String::as_str).collect();
+            sb.dingtalk
+                .add_approvers(&inst.id, &task.user_id, &users, remark)
+        }
+        Action::SendBack(step) => sb
+            .dingtalk
+            .send_back(&inst.id, &task.user_id, *step, remark),
+        Action::Comment => sb.dingtalk.comment(&inst.id, &task.user_id, remark),
     };
     done.map_err(|why| api(StatusCode::CONFLICT, why))
 }

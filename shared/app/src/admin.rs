@@ -336,7 +336,9 @@ pub async fn import_mappings(
 
 pub async fn get_rules(app: &App) -> AppResult<Value> {
     let (doc, version) = rules::current(app).await?;
-    Ok(json!({"version": version, "rules": doc}))
+    // The ops view of the DingTalk budget rides on the rules view (SPEC 8 has no usage route).
+    let calls = crate::meter::view(app).await?;
+    Ok(json!({"version": version, "rules": doc, "dingtalk_calls": calls}))
 }
 
 pub async fn put_rules(app: &App, body: &[u8]) -> AppResult<Value> {

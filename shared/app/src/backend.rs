@@ -6,7 +6,8 @@ use dingtalk::{
 };
 use models::content::calendar;
 use models::render::FormField;
-use models::ticket::{ApprovalEvent, Ticket, Verdict};
+use models::ticket::{ApprovalEvent, ApproverState, NodeRead, ReadApprover, Ticket, Verdict};
+use models::NodeStatus;
 use models::Relation;
 use serde_json::{json, Value};
 
@@ -22,6 +23,8 @@ pub struct BackendError {
     /// A termination refused because the instance had already ended: what DingTalk says happened,
     /// so the ticket takes the real outcome.
     pub finished: Option<Vec<ApprovalEvent>>,
+    /// A termination refused within DingTalk's grace after creation: when to repeat it (Unix ms).
+    pub not_before: Option<i64>,
 }
 
 impl std::fmt::Display for BackendError {
@@ -44,8 +47,23 @@ fn dingtalk_failure(operation: &str, e: &dingtalk::DingTalkError) -> BackendErro
     crate::metrics::backend_error("dingtalk", operation, code, class).emit();
     BackendError {
         finished: None,
+        not_before: None,
         retryable: e.is_retryable(),
-        message: format!("DingTalk: {e}"),
+        message: format!("DingTalk: {e}{}", setting_hint(code)),
+    }
+}
+
+/// The setting to look at for a DingTalk refusal that a setting causes.
+fn setting_hint(code: &str) -> &'static str {
+    match code {
+        "invalidAgentId" => {
+            " (check DINGTALK_AGENT_ID: the AgentId of the app DINGTALK_APP_KEY belongs to)"
+        }
+        "processCodeError" => {
+            " (check DINGTALK_PROCESS_CODE, or the processCode of the rule that routed the ticket)"
+        }
+        "invalidClientIdOrSecret" => " (check DINGTALK_APP_KEY and DINGTALK_APP_SECRET)",
+        _ => "",
     }
 }
 
@@ -60,6 +78,7 @@ fn webhook_failure(operation: &str, e: impl std::fmt::Display) -> BackendError {
     .emit();
     BackendError {
         finished: None,
+        not_before: None,
         retryable: true,
         message: format!("webhook: {e}"),
     }
@@ -171,6 +190,7 @@ impl Backend {
                     dingtalk::form::fill(&schema, &ticket.id, &fields, &settings.form_labels)
                         .map_err(|e| BackendError {
                             finished: None,
+                            not_before: None,
                             retryable: false,
                             message: format!("DingTalk template {process_code}: {e}"),
                         })?;
@@ -203,6 +223,7 @@ impl Backend {
                             Ok(None) => Err(dingtalk_failure("create", &e)),
                             Err(lookup) => Err(BackendError {
                                 finished: None,
+                                not_before: None,
                                 retryable: true,
                                 message: format!(
                                     "DingTalk: {e}; looking for its instance: {lookup}"
@@ -261,6 +282,7 @@ impl Backend {
                     .filter(|s| !s.is_empty())
                     .ok_or_else(|| BackendError {
                         finished: None,
+                        not_before: None,
                         retryable: true,
                         message: "webhook: reply has no instance_id".into(),
                     })
@@ -300,6 +322,13 @@ impl Backend {
                                 failure.finished = Some(events_from_instance(&detail, now));
                             } else {
                                 failure.retryable = true;
+                                // Still running: refused within DingTalk's grace after creation
+                                // (DingTalk's createTime has minutes only; the dispatch time is
+                                // when the bridge made the instance).
+                                let created = ticket.dispatch.as_ref().map(|d| d.at);
+                                failure.not_before = created
+                                    .map(|at| at + TERMINATE_GRACE_MS + GRACE_MARGIN_MS)
+                                    .filter(|end| *end > now);
                             }
                         }
                         Err(failure)
@@ -338,6 +367,11 @@ impl Backend {
         Ok(events_from_instance(&detail, now))
     }
 }
+
+/// DingTalk refuses to terminate an instance within 15 s of its creation.
+pub const TERMINATE_GRACE_MS: i64 = 15_000;
+/// Kept beyond the grace, for clocks that differ and the time the create took.
+const GRACE_MARGIN_MS: i64 = 2_000;
 
 /// How far around the ticket's creation its instance is looked for.
 const FIND_WINDOW_MS: i64 = 10 * 60 * 1000;
@@ -446,6 +480,12 @@ pub fn events_from_instance(detail: &InstanceDetail, now: i64) -> Vec<ApprovalEv
         }
     }
     events.sort_by_key(ApprovalEvent::at);
+    // Then the nodes as the instance shows them: added approvers, a send-back.
+    events.push(ApprovalEvent::NodesRead {
+        nodes: nodes_from_instance(detail, now),
+        note: None,
+        at: now,
+    });
     let end = time(&detail.finish_time);
     let closing = detail
         .operation_records
@@ -470,4 +510,99 @@ pub fn events_from_instance(detail: &InstanceDetail, now: i64) -> Vec<ApprovalEv
         None => {}
     }
     events
+}
+
+/// The ticket's nodes as a DingTalk instance shows them: the instance's activities in the order
+/// they first appear are the ticket's nodes in order (one approver step each, as the create sent
+/// them; a send-back starts an earlier activity again). Each approver's latest task there says
+/// where they stand; `person` is left for the caller to fill.
+pub fn nodes_from_instance(detail: &InstanceDetail, now: i64) -> Vec<NodeRead> {
+    let time = |t: &Option<String>| t.as_deref().and_then(calendar::parse_datetime_ms);
+    let mut activities: Vec<&str> = Vec::new();
+    let mut tasks: Vec<&dingtalk::Task> = detail.tasks.iter().collect();
+    tasks.sort_by_key(|t| time(&t.create_time).unwrap_or(now));
+    for t in &tasks {
+        if let Some(a) = t.activity_id.as_deref() {
+            if !activities.contains(&a) {
+                activities.push(a);
+            }
+        }
+    }
+    activities
+        .iter()
+        .map(|activity| {
+            let mut approvers: Vec<ReadApprover> = Vec::new();
+            for t in tasks
+                .iter()
+                .filter(|t| t.activity_id.as_deref() == Some(activity))
+            {
+                let Some(user) = t.user_id.clone() else {
+                    continue;
+                };
+                let state = match (t.status.as_ref(), t.result.as_ref()) {
+                    (Some(TaskStatus::Running | TaskStatus::New | TaskStatus::Paused), _) => {
+                        ApproverState::Pending
+                    }
+                    (_, Some(TaskResult::Agree)) => ApproverState::Approved,
+                    (_, Some(TaskResult::Refuse)) => ApproverState::Rejected,
+                    (_, Some(TaskResult::Redirected)) => ApproverState::HandedOver,
+                    _ => ApproverState::Cancelled,
+                };
+                let reason = detail
+                    .operation_records
+                    .iter()
+                    .filter(|r| {
+                        r.user_id.as_deref() == Some(&user)
+                            && r.activity_id.as_deref() == Some(activity)
+                    })
+                    .filter_map(|r| r.remark.clone())
+                    .next_back();
+                let read = ReadApprover {
+                    backend_user_id: user.clone(),
+                    person: None,
+                    state,
+                    reason: reason.filter(|_| state != ApproverState::Pending),
+                    acted_at: time(&t.finish_time).filter(|_| state != ApproverState::Pending),
+                };
+                // The latest task of a user is where they stand now.
+                match approvers.iter_mut().find(|a| a.backend_user_id == user) {
+                    Some(a) => *a = read,
+                    None => approvers.push(read),
+                }
+            }
+            let open = approvers.iter().any(|a| a.state == ApproverState::Pending);
+            let decided = if open {
+                None
+            } else if approvers.iter().any(|a| a.state == ApproverState::Rejected) {
+                Some(NodeStatus::Rejected)
+            } else if approvers.iter().any(|a| a.state == ApproverState::Approved) {
+                Some(NodeStatus::Approved)
+            } else {
+                None
+            };
+            NodeRead {
+                approvers,
+                open,
+                decided,
+            }
+        })
+        .collect()
+}
+
+/// Whether a DingTalk `redirect` push by `user` was a send-back to an earlier node (退回,
+/// `REDIRECT_PROCESS`) rather than a transfer: their latest record in the instance says.
+pub fn was_sent_back(detail: &InstanceDetail, user: &str) -> Option<Option<String>> {
+    detail
+        .operation_records
+        .iter()
+        .rev()
+        .find(|r| {
+            r.user_id.as_deref() == Some(user)
+                && matches!(
+                    r.operation_type,
+                    Some(OperationType::RedirectProcess | OperationType::RedirectTask)
+                )
+        })
+        .filter(|r| r.operation_type == Some(OperationType::RedirectProcess))
+        .map(|r| r.remark.clone())
 }

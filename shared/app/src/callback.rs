@@ -216,17 +216,50 @@ async fn apply_dingtalk(
     let at = millis(e, &["finishTime", "createTime", "EventTime"]);
     let event_id = dingtalk_event_id(event_type, &instance, e);
     let ticket = tickets::load(app, &ticket_id).await?;
+    if ticket.seen_events.contains(&event_id) || ticket.status.is_final() {
+        // A re-sent push, or one after the end: it changes nothing, and spends no DingTalk read.
+        return Ok(());
+    }
     let event = match (event_type, kind.as_str(), result.as_str()) {
+        ("bpms_task_change", "comment", _) => Some(ApprovalEvent::Commented {
+            backend_user_id: staff,
+            remark,
+            at,
+        }),
         ("bpms_task_change", _, "redirect") => {
-            let to = match redirect_target(
-                app,
-                &ticket,
-                &instance,
-                text(e, "taskId").as_deref(),
-                &staff,
-            )
-            .await
+            // A transfer or a send-back to an earlier node: the push does not say which, and
+            // names neither the new approver nor the node; the instance does (one read).
+            let detail = read_for_answer(app, &instance).await;
+            if let Some(back) = detail
+                .as_ref()
+                .and_then(|d| crate::backend::was_sent_back(d, &staff))
             {
+                let who = ticket
+                    .nodes
+                    .iter()
+                    .flat_map(|n| n.approvers.iter())
+                    .find(|a| a.person.backend_user_id == staff)
+                    .map_or(staff.clone(), |a| a.person.user_name.clone());
+                let note = format!(
+                    "{who} sent the ticket back to an earlier node: {}",
+                    back.unwrap_or_default()
+                );
+                let nodes = crate::backend::nodes_from_instance(
+                    detail.as_ref().expect("read"),
+                    crate::http::now_ms(),
+                );
+                let mut events = vec![ApprovalEvent::NodesRead {
+                    nodes,
+                    note: Some(note.trim_end_matches(": ").to_string()),
+                    at,
+                }];
+                name_people(app, &ticket.tenant_id, &mut events).await?;
+                return fold(app, &ticket_id, Some(&event_id), &events).await;
+            }
+            let target = detail
+                .as_ref()
+                .and_then(|d| redirect_target(d, &ticket, text(e, "taskId").as_deref(), &staff));
+            let to = match target {
                 Some(user) => Some(person_for_backend_id(app, &ticket.tenant_id, &user).await?),
                 None => None,
             };
@@ -253,6 +286,21 @@ async fn apply_dingtalk(
             remark,
             at,
         }),
+        ("bpms_task_change", "start", _) if !fits_the_plan(&ticket, &staff) => {
+            // A task for someone the open node does not expect: approvers were added, or the
+            // instance went back to an earlier node. The instance shows where each node stands.
+            let Some(detail) = read_for_answer(app, &instance).await else {
+                // Reconciliation reads it later.
+                return Ok(());
+            };
+            let mut events = vec![ApprovalEvent::NodesRead {
+                nodes: crate::backend::nodes_from_instance(&detail, crate::http::now_ms()),
+                note: None,
+                at,
+            }];
+            name_people(app, &ticket.tenant_id, &mut events).await?;
+            return fold(app, &ticket_id, Some(&event_id), &events).await;
+        }
         ("bpms_task_change", "start", _) => {
             let person = person_for_backend_id(app, &ticket.tenant_id, &staff).await?;
             Some(ApprovalEvent::TaskStarted {
@@ -282,35 +330,78 @@ async fn apply_dingtalk(
     fold(app, &ticket_id, Some(&event_id), &[event]).await
 }
 
-/// Who received a redirected task. DingTalk's redirect event names only the approver handing over
-/// (the new approver's task start is a separate event that may come before, after, or never), so
-/// the instance is read: the open task in the same activity held by someone not yet on the node.
-/// `None` when DingTalk cannot say now; the new approver's task start then completes the handover.
-async fn redirect_target(
-    app: &App,
-    ticket: &Ticket,
-    instance: &str,
-    task_id: Option<&str>,
-    from: &str,
-) -> Option<String> {
+/// Whether a task start for `user` is what the ticket expects: a pending approver of an open
+/// node, or the new approver of a node handed over (a transfer announces its target this way).
+fn fits_the_plan(ticket: &Ticket, user: &str) -> bool {
+    if ticket.status.is_final() {
+        return true;
+    }
+    let Some(node) = ticket.nodes.iter().find(|n| n.is_open()) else {
+        return false;
+    };
+    matches!(
+        node.status,
+        models::NodeStatus::Transferred | models::NodeStatus::Delegated
+    ) || ticket.nodes.iter().filter(|n| n.is_open()).any(|n| {
+        n.approvers.iter().any(|a| {
+            a.person.backend_user_id == user && a.state == models::ticket::ApproverState::Pending
+        })
+    })
+}
+
+/// Reads the instance within [`ANSWER_READ_BUDGET`], for an event that needs it; `None` when
+/// DingTalk cannot say now (reconciliation reads it later).
+async fn read_for_answer(app: &App, instance: &str) -> Option<dingtalk::InstanceDetail> {
     let crate::backend::Backend::DingTalk { client, .. } = &app.backend else {
         return None;
     };
-    let detail = match tokio::time::timeout(ANSWER_READ_BUDGET, client.get_instance(instance)).await
-    {
-        Ok(Ok(d)) => d,
+    crate::metrics::dingtalk_call("get").emit();
+    match tokio::time::timeout(ANSWER_READ_BUDGET, client.get_instance(instance)).await {
+        Ok(Ok(d)) => Some(d),
         Err(_) => {
             tracing::warn!(
                 instance_id = instance,
-                "redirect target unknown: instance read too slow"
+                "instance read too slow for the answer"
             );
-            return None;
+            None
         }
         Ok(Err(e)) => {
-            tracing::warn!(instance_id = instance, error = %e, "redirect target unknown: instance read failed");
-            return None;
+            tracing::warn!(instance_id = instance, error = %e, "instance read failed");
+            None
         }
-    };
+    }
+}
+
+/// Names the approvers a read found that the ticket does not know, as Dataphin users.
+pub async fn name_people(app: &App, tenant: &str, events: &mut [ApprovalEvent]) -> AppResult<()> {
+    for ev in events {
+        match ev {
+            ApprovalEvent::TaskStarted {
+                backend_user_id,
+                person,
+                ..
+            } => *person = Some(person_for_backend_id(app, tenant, backend_user_id).await?),
+            ApprovalEvent::NodesRead { nodes, .. } => {
+                for a in nodes.iter_mut().flat_map(|n| n.approvers.iter_mut()) {
+                    a.person = Some(person_for_backend_id(app, tenant, &a.backend_user_id).await?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Who received a redirected task. DingTalk's redirect event names only the approver handing over
+/// (the new approver's task start is a separate event that may come before, after, or never), so
+/// the instance is read: the open task in the same activity held by someone not yet on the node.
+/// `None` when DingTalk cannot say; the new approver's task start then completes the handover.
+fn redirect_target(
+    detail: &dingtalk::InstanceDetail,
+    ticket: &Ticket,
+    task_id: Option<&str>,
+    from: &str,
+) -> Option<String> {
     let node = ticket
         .nodes
         .iter()

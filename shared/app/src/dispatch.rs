@@ -1,10 +1,7 @@
 //! The scheduled dispatcher: finds due tickets through the sparse due index (never a scan) and
 //! does what each needs: deliver results, cancel backend instances, reconcile, expire.
 
-use models::ticket::ApprovalEvent;
 use serde_json::{json, Value};
-
-use crate::mapping::person_for_backend_id;
 
 use crate::{callback, delivery, submit, tickets, withdraw, App, AppResult};
 
@@ -34,6 +31,7 @@ pub async fn run(app: &App, now: i64) -> AppResult<RunReport> {
             }
         }
     }
+    crate::meter::flush(app).await;
     tracing::info!(
         due = report.due,
         delivered = report.delivered,
@@ -48,13 +46,18 @@ async fn work_on(app: &App, id: &str, now: i64) -> AppResult<bool> {
     if t.status == models::TicketStatus::Pending {
         if t.expire_at <= now {
             withdraw::expire(app, id, now).await?;
+        } else if t
+            .withdraw_request
+            .as_ref()
+            .is_some_and(|r| r.next_attempt_at <= now)
+        {
+            withdraw::repeat_requested(app, id, now).await?;
         } else if tickets::redispatch_at(&t).is_some_and(|at| at <= now) {
             submit::redispatch(app, id, now).await?;
-        } else if t.instance_id.is_some() {
-            let quiet_since = t.last_event_at.max(t.last_reconciled_at.unwrap_or(0));
-            if quiet_since + app.config.reconcile_after_secs * 1000 <= now {
-                reconcile(app, id, now).await?;
-            }
+        } else if tickets::reconcile_at(&t, app.config.reconcile_after_secs * 1000)
+            .is_some_and(|at| at <= now)
+        {
+            reconcile(app, id, now).await?;
         }
     }
     let t = tickets::load(app, id).await?;
@@ -82,20 +85,13 @@ pub async fn reconcile(app: &App, id: &str, now: i64) -> AppResult<()> {
         // Events kept before the instance was linked, if the create died before applying them.
         callback::apply_waiting(app, instance).await?;
     }
-    match app.backend.poll(&t, now).await {
+    let polled = app.backend.poll(&t, now).await;
+    let read_ok = polled.is_ok();
+    let before = tickets::load(app, id).await?.version;
+    match polled {
         Ok(mut events) if !events.is_empty() => {
-            // Approvers who joined by a transfer are named as Dataphin users.
-            for ev in &mut events {
-                if let ApprovalEvent::TaskStarted {
-                    backend_user_id,
-                    person,
-                    ..
-                } = ev
-                {
-                    *person =
-                        Some(person_for_backend_id(app, &t.tenant_id, backend_user_id).await?);
-                }
-            }
+            // Approvers who joined by a transfer or were added are named as Dataphin users.
+            callback::name_people(app, &t.tenant_id, &mut events).await?;
             callback::fold(app, id, None, &events).await?;
         }
         Ok(_) => {}
@@ -103,6 +99,10 @@ pub async fn reconcile(app: &App, id: &str, now: i64) -> AppResult<()> {
     }
     tickets::update(app, id, |t| {
         t.last_reconciled_at = Some(now);
+        if read_ok && t.version == before {
+            // Nothing new: the next read waits twice as long (an event starts over).
+            t.quiet_reads = t.quiet_reads.saturating_add(1);
+        }
         Ok(true)
     })
     .await?;

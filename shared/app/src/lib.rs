@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod error;
 pub mod http;
 pub mod mapping;
+pub mod meter;
 pub mod metrics;
 pub mod query;
 pub mod rules;
@@ -38,6 +39,8 @@ pub struct App {
     pub dataphin: dataphin::DataphinClient,
     /// Set when the secrets came from Secrets Manager: re-reads them after a rotation.
     pub secrets: Option<Arc<secrets::Rereader>>,
+    /// DingTalk calls of this container already added to the stored meter.
+    pub dingtalk_calls_counted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl App {
@@ -149,6 +152,7 @@ impl App {
             backend,
             dataphin,
             secrets: rereader,
+            dingtalk_calls_counted: Arc::default(),
         })
     }
 

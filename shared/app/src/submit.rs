@@ -309,6 +309,8 @@ fn build_ticket(
         backend_cancel: None,
         last_event_at: now,
         last_reconciled_at: None,
+        quiet_reads: 0,
+        withdraw_request: None,
         seen_events: Vec::new(),
         history: Vec::new(),
     };

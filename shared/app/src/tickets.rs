@@ -31,14 +31,37 @@ pub fn next_due(app: &App, t: &Ticket) -> Option<i64> {
     }
     if t.status == TicketStatus::Pending {
         due.push(t.expire_at);
-        if t.instance_id.is_some() {
-            let quiet_since = t.last_event_at.max(t.last_reconciled_at.unwrap_or(0));
-            due.push(quiet_since + app.config.reconcile_after_secs * 1000);
+        if let Some(r) = &t.withdraw_request {
+            due.push(r.next_attempt_at);
+        }
+        if let Some(at) = reconcile_at(t, app.config.reconcile_after_secs * 1000) {
+            due.push(at);
         } else if let Some(at) = redispatch_at(t) {
             due.push(at);
         }
     }
     due.into_iter().min()
+}
+
+/// The longest wait between two quiet backend reads of one ticket (SPEC 2).
+pub const RECONCILE_MAX_WAIT_MS: i64 = 12 * 3_600_000;
+
+/// When the dispatcher next reads a PENDING ticket's backend instance (reconciliation of lost
+/// events): `after_ms` after the last event or read, doubled by every quiet read in a row, up to
+/// [`RECONCILE_MAX_WAIT_MS`]. Events are what the bridge relies on; each read spends the
+/// organisation's monthly DingTalk API budget, so a quiet ticket is read ever more rarely.
+pub fn reconcile_at(t: &Ticket, after_ms: i64) -> Option<i64> {
+    if t.status != TicketStatus::Pending || t.instance_id.is_none() {
+        return None;
+    }
+    let quiet_since = t.last_event_at.max(t.last_reconciled_at.unwrap_or(0));
+    Some(quiet_since + reconcile_wait(after_ms, t.quiet_reads))
+}
+
+/// The wait after `quiet_reads` reads in a row that found nothing new.
+pub fn reconcile_wait(after_ms: i64, quiet_reads: u32) -> i64 {
+    let doubled = after_ms.saturating_mul(1i64 << quiet_reads.min(40));
+    doubled.min(RECONCILE_MAX_WAIT_MS.max(after_ms))
 }
 
 /// When the dispatcher should forward a PENDING ticket that never reached its backend: after a
@@ -122,4 +145,48 @@ pub fn ticket_id(tenant_id: &str, apply_id: &str) -> String {
     h.update(apply_id.as_bytes());
     let digest = h.finalize();
     format!("tk-{}", &hex::encode(digest)[..24])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{reconcile_wait, RECONCILE_MAX_WAIT_MS};
+
+    const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn quiet_reads_double_the_wait_up_to_twelve_hours() {
+        let after = 1_800_000;
+        let waits: Vec<i64> = (0..7).map(|n| reconcile_wait(after, n)).collect();
+        assert_eq!(
+            waits,
+            vec![
+                after,
+                HOUR,
+                2 * HOUR,
+                4 * HOUR,
+                8 * HOUR,
+                12 * HOUR,
+                12 * HOUR
+            ]
+        );
+        assert_eq!(reconcile_wait(after, 1_000), RECONCILE_MAX_WAIT_MS);
+        // a setting above the cap is kept as it is
+        assert_eq!(reconcile_wait(24 * HOUR, 3), 24 * HOUR);
+    }
+
+    #[test]
+    fn a_quiet_week_costs_seventeen_reads_instead_of_three_hundred_thirty_six() {
+        let reads = |wait: &dyn Fn(u32) -> i64| {
+            let (mut at, mut n) = (0, 0u32);
+            loop {
+                at += wait(n);
+                if at > 168 * HOUR {
+                    return n;
+                }
+                n += 1;
+            }
+        };
+        assert_eq!(reads(&|_| 1_800_000), 336, "before: every 30 min");
+        assert_eq!(reads(&|n| reconcile_wait(1_800_000, n)), 17);
+    }
 }

@@ -88,6 +88,11 @@ pub fn detail(t: &Ticket, content: Value, form: Value) -> Value {
         }),
     );
     obj.insert("backend_cancel".into(), json!(t.backend_cancel));
+    // A withdrawal DingTalk could not take yet (its 15 s grace), repeated by the dispatcher.
+    obj.insert(
+        "withdraw_request".into(),
+        json!(t.withdraw_request.as_ref().filter(|_| !t.status.is_final())),
+    );
     obj.insert("history".into(), json!(t.history));
     row
 }

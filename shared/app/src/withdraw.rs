@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use models::ticket::{BackendCancel, Ticket};
+use models::ticket::{BackendCancel, Ticket, WithdrawRequest};
 use models::TicketStatus;
 use serde_json::{json, Value};
 
@@ -61,8 +61,19 @@ pub async fn terminate(
         .to_string();
     check_reason(&reason)?;
     let id = tickets::ticket_id(tenant, apply);
-    let t = withdraw(app, &id, &reason, &operator, false, now).await?;
-    Ok(json!({"success": true, "processInstanceId": t.id, "status": t.status.dataphin_status()}))
+    let t = withdraw(app, &id, &reason, &operator, Mode::Dataphin, now).await?;
+    let mut reply =
+        json!({"success": true, "processInstanceId": t.id, "status": t.status.dataphin_status()});
+    if let Some(r) = t.withdraw_request.as_ref().filter(|_| !t.status.is_final()) {
+        // DingTalk has not confirmed yet: the status stays PENDING until it does, and Dataphin
+        // hears WITHDRAWN by callback then.
+        reply["withdrawalPending"] = json!(true);
+        reply["message"] = json!(format!(
+            "DingTalk refuses to terminate an instance within 15 s of its creation; the withdrawal is repeated at {} and reported by callback",
+            r.next_attempt_at
+        ));
+    }
+    Ok(reply)
 }
 
 /// `POST /approvals/{id}/withdraw` body `{"reason", "operator", "force"}`.
@@ -90,11 +101,26 @@ pub async fn ops_withdraw(app: &App, id: &str, body: &[u8], now: i64) -> AppResu
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(AppError::InvalidField("force must be a boolean".into())),
     };
-    let t = withdraw(app, id, &reason, &operator, force, now).await?;
+    let mode = if force { Mode::Forced } else { Mode::Ops };
+    let t = withdraw(app, id, &reason, &operator, mode, now).await?;
     Ok(
         json!({"id": t.id, "status": t.status.list_status(), "canonical_status": t.status.as_str(),
               "backend_cancelled": t.backend_cancel.as_ref().is_none_or(|c| c.done)}),
     )
+}
+
+/// Who asks for a withdrawal, which decides what a backend refusal does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Dataphin's terminate: refused within DingTalk's grace, it is repeated after it (the ticket
+    /// stays PENDING meanwhile, and the reply says so).
+    Dataphin,
+    /// The ops API without `force`: the backend must confirm now.
+    Ops,
+    /// The ops API with `force`: withdrawn here at once, the cancellation owed.
+    Forced,
+    /// The dispatcher repeating a withdrawal DingTalk could not take yet.
+    Repeat,
 }
 
 /// Withdraws a PENDING ticket. Without `force` the backend must confirm the cancellation first;
@@ -104,9 +130,10 @@ pub async fn withdraw(
     id: &str,
     reason: &str,
     operator: &str,
-    force: bool,
+    mode: Mode,
     now: i64,
 ) -> AppResult<Ticket> {
+    let force = mode == Mode::Forced;
     let ticket = tickets::load(app, id).await?;
     if ticket.status.is_final() {
         return Err(AppError::Conflict(format!(
@@ -134,6 +161,12 @@ pub async fn withdraw(
                 )));
             }
             Err(e) if force => Err(e.message),
+            Err(e)
+                if matches!(mode, Mode::Dataphin | Mode::Repeat)
+                    && (e.not_before.is_some() || mode == Mode::Repeat) =>
+            {
+                return defer(app, id, &remark, operator, &e, now).await;
+            }
             Err(e) => {
                 tickets::update(app, id, |t| {
                     t.record(
@@ -177,6 +210,7 @@ pub async fn withdraw(
         if let Err(err) = &cancelled {
             owe_cancellation(t, &remark, Some(err.clone()), now + CANCEL_RETRY_MS);
         }
+        t.withdraw_request = None;
         t.finish(
             TicketStatus::Withdrawn,
             Some(remark.clone()),
@@ -194,6 +228,73 @@ pub async fn withdraw(
     }
     delivery::deliver_now(app, id).await;
     Ok(t)
+}
+
+/// Keeps a withdrawal DingTalk could not take yet on the PENDING ticket, for the dispatcher to
+/// repeat: after the grace, then with backoff while DingTalk still refuses.
+async fn defer(
+    app: &App,
+    id: &str,
+    remark: &str,
+    operator: &str,
+    e: &crate::backend::BackendError,
+    now: i64,
+) -> AppResult<Ticket> {
+    let mut conflict = None;
+    let t = tickets::update(app, id, |t| {
+        if t.status.is_final() {
+            conflict = Some(t.status);
+            return Ok(false);
+        }
+        let attempts = t.withdraw_request.as_ref().map_or(0, |r| r.attempts) + 1;
+        let retry = now + delivery::backoff_ms(attempts, 0.5).max(CANCEL_RETRY_MS);
+        let next_attempt_at = e.not_before.map_or(retry, |at| at.max(now + 1_000));
+        if t.withdraw_request.is_none() {
+            t.record(
+                now,
+                "withdraw",
+                format!(
+                    "withdrawal by {operator} waits for DingTalk ({}); repeated by the dispatcher",
+                    e.message
+                ),
+                Value::Null,
+            );
+        }
+        t.withdraw_request = Some(WithdrawRequest {
+            reason: remark.to_string(),
+            operator: operator.to_string(),
+            requested_at: t.withdraw_request.as_ref().map_or(now, |r| r.requested_at),
+            attempts,
+            last_error: Some(e.message.clone()),
+            next_attempt_at,
+        });
+        Ok(true)
+    })
+    .await?;
+    if let Some(status) = conflict {
+        return Err(AppError::Conflict(format!(
+            "ticket {id} is already {}",
+            status.as_str()
+        )));
+    }
+    tracing::info!(ticket_id = id, error = %e.message, "withdrawal deferred until DingTalk takes it");
+    Ok(t)
+}
+
+/// The dispatcher's repeat of a withdrawal DingTalk could not take yet.
+pub async fn repeat_requested(app: &App, id: &str, now: i64) -> AppResult<()> {
+    let t = tickets::load(app, id).await?;
+    let Some(r) = t.withdraw_request.clone() else {
+        return Ok(());
+    };
+    if t.status.is_final() || r.next_attempt_at > now {
+        return Ok(());
+    }
+    match withdraw(app, id, &r.reason, &r.operator, Mode::Repeat, now).await {
+        // Conflict: the instance had ended; the ticket took DingTalk's real outcome.
+        Ok(_) | Err(AppError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Ends a PENDING ticket that outlived `TICKET_TIMEOUT_HOURS`: backend instance cancelled (or owed),

@@ -273,6 +273,48 @@ pub enum ApprovalEvent {
         remark: Option<String>,
         at: i64,
     },
+    /// Where each node stands, as read from the backend instance (DingTalk's `tasks` and
+    /// `operationRecords`): what approvers really did beyond agree and refuse (approvers added,
+    /// a send-back to an earlier node) becomes visible here. `nodes[i]` is the ticket's node i.
+    NodesRead {
+        nodes: Vec<NodeRead>,
+        /// What happened, for the timeline (e.g. who sent the ticket back, and why).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        at: i64,
+    },
+    /// An approver (or the applicant) commented without deciding.
+    Commented {
+        backend_user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remark: Option<String>,
+        at: i64,
+    },
+}
+
+/// One node as the backend instance shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRead {
+    pub approvers: Vec<ReadApprover>,
+    /// Someone on the node can act now.
+    pub open: bool,
+    /// How the node ended, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<NodeStatus>,
+}
+
+/// One approver of a node as the backend instance shows them (their latest task there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadApprover {
+    pub backend_user_id: String,
+    /// Filled by the adapter for users the ticket does not know yet (added approvers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+    pub state: ApproverState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acted_at: Option<i64>,
 }
 
 impl ApprovalEvent {
@@ -282,7 +324,9 @@ impl ApprovalEvent {
             | ApprovalEvent::TaskDecided { at, .. }
             | ApprovalEvent::TaskHandedOver { at, .. }
             | ApprovalEvent::InstanceFinished { at, .. }
-            | ApprovalEvent::InstanceTerminated { at, .. } => *at,
+            | ApprovalEvent::InstanceTerminated { at, .. }
+            | ApprovalEvent::NodesRead { at, .. }
+            | ApprovalEvent::Commented { at, .. } => *at,
         }
     }
 }
@@ -340,6 +384,22 @@ pub struct BackendCancel {
     pub next_attempt_at: i64,
     #[serde(default)]
     pub done: bool,
+}
+
+/// A withdrawal asked for while the backend could not take it yet (DingTalk's 15 s grace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawRequest {
+    pub reason: String,
+    pub operator: String,
+    pub requested_at: i64,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub next_attempt_at: i64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One line of the ticket's timeline.
@@ -410,6 +470,14 @@ pub struct Ticket {
     pub last_event_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconciled_at: Option<i64>,
+    /// Backend reads in a row that found nothing new since the last event: each doubles the wait
+    /// before the next one (SPEC 2), an event starts over.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quiet_reads: u32,
+    /// A withdrawal DingTalk could not take yet (it refuses within 15 s of creation): the
+    /// dispatcher repeats it; the ticket stays PENDING until DingTalk confirms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdraw_request: Option<WithdrawRequest>,
     #[serde(default)]
     pub seen_events: Vec<String>,
     #[serde(default)]
@@ -563,6 +631,11 @@ impl Ticket {
         if at > self.last_event_at {
             self.last_event_at = at;
         }
+        if event_id.is_some() || changed {
+            // The backend spoke (a pushed event, or a read that found news): reconciliation
+            // starts over from its shortest wait.
+            self.quiet_reads = 0;
+        }
         if changed {
             Outcome::Changed
         } else {
@@ -700,12 +773,21 @@ impl Ticket {
                     ),
                     Value::Null,
                 );
+                // DingTalk decides when its instance ends (approvers can add approvers or send
+                // the instance back after the last node agreed): its end event or a read of it
+                // finishes the ticket. A refusal always ends a DingTalk instance.
+                let ends_by_instance = self.backend.as_deref() == Some("dingtalk");
                 match decided {
                     Some(NodeStatus::Rejected) => {
                         self.finish(TicketStatus::Rejected, reason, at, method);
                     }
                     Some(NodeStatus::Approved) if self.nodes.iter().all(|n| !n.is_open()) => {
-                        self.finish(TicketStatus::Approved, reason, at, method);
+                        if ends_by_instance {
+                            // Shown in the detail at once; Dataphin hears it with the instance's
+                            // end, as one version, like any other backend's last decision.
+                        } else {
+                            self.finish(TicketStatus::Approved, reason, at, method);
+                        }
                     }
                     _ => self.bump(method),
                 }
@@ -797,6 +879,29 @@ impl Ticket {
                 }
                 self.finish(status, reason, at, method)
             }
+            ApprovalEvent::NodesRead { nodes, note, .. } => self.fold_read(nodes, note, at, method),
+            ApprovalEvent::Commented {
+                backend_user_id,
+                remark,
+                ..
+            } => {
+                let who = self
+                    .nodes
+                    .iter()
+                    .flat_map(|n| n.approvers.iter())
+                    .map(|a| &a.person)
+                    .chain(std::iter::once(&self.applicant))
+                    .find(|p| &p.backend_user_id == backend_user_id)
+                    .map_or_else(|| backend_user_id.clone(), |p| p.user_name.clone());
+                self.record(
+                    at,
+                    "comment",
+                    format!("{who} commented: {}", remark.as_deref().unwrap_or_default()),
+                    Value::Null,
+                );
+                // A comment decides nothing: the timeline shows it, the version stays.
+                false
+            }
             ApprovalEvent::InstanceTerminated { remark, .. } => self.finish(
                 TicketStatus::Withdrawn,
                 Some(
@@ -808,6 +913,113 @@ impl Ticket {
                 method,
             ),
         }
+    }
+
+    /// Folds node states read from the backend: approvers the ticket does not know join their
+    /// node, a decided node that has open tasks again is reopened (a send-back), decisions the
+    /// events missed are taken. The ticket's status is left to the instance's own end.
+    fn fold_read(
+        &mut self,
+        nodes: &[NodeRead],
+        note: &Option<String>,
+        at: i64,
+        method: IntegrationMethod,
+    ) -> bool {
+        let mut changed = false;
+        for (node, read) in self.nodes.iter_mut().zip(nodes) {
+            let known: Vec<String> = node
+                .approvers
+                .iter()
+                .map(|a| a.person.backend_user_id.clone())
+                .collect();
+            for ra in &read.approvers {
+                match node.approver_mut(&ra.backend_user_id) {
+                    None => {
+                        let person = ra.person.clone().unwrap_or_else(|| Person {
+                            user_id: ra.backend_user_id.clone(),
+                            user_name: ra.backend_user_id.clone(),
+                            backend_user_id: ra.backend_user_id.clone(),
+                        });
+                        node.approvers.push(Approver {
+                            person,
+                            state: ra.state,
+                            reason: ra.reason.clone(),
+                            acted_at: ra.acted_at,
+                        });
+                        if ra.state == ApproverState::Pending
+                            && node.status != NodeStatus::Transferred
+                        {
+                            // Added approvers (加签) all decide, whatever the node was.
+                            node.relation = Relation::And;
+                        }
+                        changed = true;
+                    }
+                    Some(a)
+                        if ra.state == ApproverState::Pending
+                            && a.state != ApproverState::Pending =>
+                    {
+                        a.state = ApproverState::Pending;
+                        a.reason = None;
+                        a.acted_at = None;
+                        changed = true;
+                    }
+                    Some(a)
+                        if a.state == ApproverState::Pending
+                            && matches!(
+                                ra.state,
+                                ApproverState::Approved | ApproverState::Rejected
+                            ) =>
+                    {
+                        a.state = ra.state;
+                        a.reason = ra.reason.clone();
+                        a.acted_at = ra.acted_at;
+                        changed = true;
+                    }
+                    Some(a)
+                        if a.state == ApproverState::Pending
+                            && ra.state == ApproverState::HandedOver =>
+                    {
+                        // A transfer whose push has not arrived (or was lost): the new
+                        // approver is the one the node did not have.
+                        a.state = ApproverState::HandedOver;
+                        a.acted_at = ra.acted_at;
+                        a.reason = ra.reason.clone();
+                        node.status = NodeStatus::Transferred;
+                        node.handed_to = read
+                            .approvers
+                            .iter()
+                            .filter(|r| {
+                                r.state == ApproverState::Pending
+                                    && !known.contains(&r.backend_user_id)
+                            })
+                            .filter_map(|r| r.person.clone())
+                            .next_back()
+                            .or(node.handed_to.clone());
+                        changed = true;
+                    }
+                    Some(_) => {}
+                }
+            }
+            if read.open && node.status.is_decided() {
+                node.status = NodeStatus::Pending;
+                node.decided_at = None;
+                node.reason = None;
+                changed = true;
+            } else if let (false, Some(status), true) = (read.open, read.decided, node.is_open()) {
+                node.status = status;
+                node.decided_at = Some(at);
+                node.reason = node.operators().last().and_then(|a| a.reason.clone());
+                changed = true;
+            }
+        }
+        if changed {
+            let summary = note
+                .clone()
+                .unwrap_or_else(|| "node states read from the approval system".into());
+            self.record(at, "node", summary, Value::Null);
+            self.bump(method);
+        }
+        changed
     }
 
     fn last_operator_reason(&self) -> Option<String> {
@@ -964,6 +1176,8 @@ mod tests {
             backend_cancel: None,
             last_event_at: 1_000,
             last_reconciled_at: None,
+            quiet_reads: 0,
+            withdraw_request: None,
             seen_events: vec![],
             history: vec![],
         }

@@ -9,6 +9,7 @@ pub mod error;
 mod item;
 pub mod list;
 pub mod mappings;
+pub mod meter;
 pub mod rules;
 pub mod schema;
 pub mod tickets;

@@ -124,7 +124,7 @@ if ((SANDBOX_PORT != 0)); then
 fi
 
 # cargo lambda on a port of its own; the gateway in front of it serves INVOKE_PORT.
-WATCH_PORT="$(free_port)"
+WATCH_PORT="$(internal_port "$INVOKE_PORT")"
 setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --env-file "$ENV_FILE" &
 WATCH_PID=$!
 GROUPS_STARTED+=("$WATCH_PID")

@@ -86,6 +86,21 @@ free_port() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# internal_port BASE: a free port for a listener of our own, in 20000-29999 (derived from BASE), that
+# is outside the kernel's ephemeral range (32768-60999): a port another process picked with bind(0)
+# (two stacks started side by side, say) and has not bound yet can never be this one.
+internal_port() {
+  local p=$((20000 + $1 % 10000)) i
+  for ((i = 0; i < 200; i++)); do
+    port_open "$p" || {
+      echo "$p"
+      return 0
+    }
+    p=$((20000 + (p - 19999) % 10000))
+  done
+  die "no free port in 20000-29999 near $((20000 + $1 % 10000))"
+}
+
 # wait_port PORT SECONDS PID: until something listens on PORT; fails early if PID dies.
 wait_port() {
   local port="$1" seconds="$2" pid="$3" i

@@ -104,19 +104,22 @@ async fn dingtalk_sdk_events_are_accepted_and_answered_with_encrypted_success() 
         .expect("bob's task event")
         .clone();
     assert_eq!(post_sdk_event(&b, &python, &task, true).await, "success");
+    // A DingTalk ticket ends with its instance (approvers may still be added on the last node).
+    let finish = events
+        .iter()
+        .find(|e| e["EventType"] == "bpms_instance_change" && e["type"] == "finish")
+        .expect("instance finish")
+        .clone();
+    assert_eq!(post_sdk_event(&b, &python, &finish, false).await, "success");
     let t = b.ticket(&id).await;
     assert_eq!(
         t.status,
         TicketStatus::Approved,
-        "the SDK-encrypted event was folded"
+        "the SDK-encrypted events were folded"
     );
     let doc = b.dataphin.latest(&id).expect("result delivered");
     assert_eq!(doc["reason"], "审批通过 (approved)");
-    let finish = events
-        .iter()
-        .find(|e| e["EventType"] == "bpms_instance_change")
-        .expect("instance finish")
-        .clone();
+    // the same push again (DingTalk re-sends) changes nothing
     assert_eq!(post_sdk_event(&b, &python, &finish, false).await, "success");
     assert_eq!(b.ticket(&id).await.version, t.version);
 

@@ -1168,7 +1168,9 @@ mod tests {
             nodes,
             decision: None,
             process_code: None,
-            backend: Some("dingtalk".into()),
+            // The node model: a backend whose last node's decision ends the ticket (a DingTalk
+            // ticket waits for its instance's end: see the test below).
+            backend: Some("webhook".into()),
             instance_id: Some("inst".into()),
             dispatch: None,
             dispatch_lease_until: None,
@@ -1194,6 +1196,35 @@ mod tests {
     }
 
     const ALL: IntegrationMethod = IntegrationMethod::AllNodes;
+
+    #[test]
+    fn a_dingtalk_ticket_ends_with_its_instance_not_with_its_last_node() {
+        let mut t = ticket(vec![Node::new(
+            1,
+            "Owner".into(),
+            Relation::Or,
+            NodeOrigin::Submission,
+            vec![person("bob")],
+        )]);
+        t.backend = Some("dingtalk".into());
+        assert_eq!(
+            t.apply(None, &decide("bob", Verdict::Agree, 2_000), ALL),
+            Outcome::Changed
+        );
+        assert_eq!(t.nodes[0].status, NodeStatus::Approved);
+        assert_eq!(
+            t.status,
+            TicketStatus::Pending,
+            "bob may still add approvers"
+        );
+        let finished = ApprovalEvent::InstanceFinished {
+            verdict: Verdict::Agree,
+            remark: None,
+            at: 3_000,
+        };
+        assert_eq!(t.apply(None, &finished, ALL), Outcome::Changed);
+        assert_eq!(t.status, TicketStatus::Approved);
+    }
 
     #[test]
     fn or_node_is_decided_by_the_first_agree() {

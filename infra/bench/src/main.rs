@@ -64,7 +64,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, BenchError>
             list: 30,
         },
         dynamo_port: 8805,
-        dynalite: stack::workspace_root().join("infra/node_modules/.bin/dynalite"),
+        dynalite: stack::workspace_root().join("infra/dynalite/server.js"),
         out: None,
         skip_cold: false,
         skip_handlers: false,

@@ -280,10 +280,11 @@ async fn insert_tickets(
                         .unwrap_or_default();
                 submission["applyId"] = json!(t.apply_id);
                 let due = app::tickets::next_due(&app, &t);
+                let row = app::views::list_row(&t);
                 app.store
                     .create_ticket(
-                        &t,
-                        &app::views::list_row(&t),
+                        &mut t,
+                        &row,
                         &submission.to_string(),
                         &template.body_hash,
                         due,

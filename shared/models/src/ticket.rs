@@ -387,6 +387,11 @@ pub struct Ticket {
     pub version: u64,
     /// Storage revision: grows with every write, the condition of optimistic concurrency.
     pub revision: u64,
+    /// Storage: the status of the stored item at `revision` (none before the ticket is first
+    /// written). A write that changes it moves the tenant's status counters in the same
+    /// transaction; set by the store on every read and write, never serialized.
+    #[serde(skip)]
+    pub stored_status: Option<TicketStatus>,
     pub nodes: Vec<Node>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<RuleProvenance>,
@@ -953,6 +958,7 @@ mod tests {
             expire_at: 10_000_000,
             version: 1,
             revision: 1,
+            stored_status: None,
             nodes,
             decision: None,
             process_code: None,

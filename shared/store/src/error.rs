@@ -31,6 +31,24 @@ impl StoreError {
             .unwrap_or_else(|| format!("{err}"));
         match code.as_str() {
             "ConditionalCheckFailedException" => StoreError::Conflict,
+            // A transaction names why it was cancelled, one reason per action: a failed
+            // condition or a concurrent transaction on one of its items is a lost race (re-read
+            // and fold again), throttling is throttling.
+            "TransactionCanceledException" if message.contains("ConditionalCheckFailed") => {
+                StoreError::Conflict
+            }
+            "TransactionCanceledException" | "TransactionConflictException"
+                if message.contains("TransactionConflict")
+                    || code == "TransactionConflictException" =>
+            {
+                StoreError::Conflict
+            }
+            "TransactionCanceledException"
+                if message.contains("Throttl") || message.contains("ThroughputExceeded") =>
+            {
+                StoreError::Throttled(message)
+            }
+            "TransactionInProgressException" => StoreError::Throttled(message),
             "ProvisionedThroughputExceededException"
             | "ThrottlingException"
             | "RequestLimitExceeded" => StoreError::Throttled(message),

@@ -5,6 +5,7 @@
 //! writers never lose each other's changes. User mappings live in their own table.
 
 pub mod batch;
+pub mod counts;
 pub mod error;
 mod item;
 pub mod list;

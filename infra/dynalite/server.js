@@ -43,6 +43,8 @@ class WriteLock {
 
 const lock = new WriteLock()
 let port
+/// Key attribute names by table, from DescribeTable (forgotten when any table is created or deleted).
+const keySchemas = new Map()
 
 /// One DynamoDB call to this dynalite itself, past the write lock (the caller holds it).
 function call (operation, body) {
@@ -111,7 +113,7 @@ async function transactWriteItems (body) {
     return validation(`1 validation error detected: Value at 'transactItems' failed to satisfy constraint: ` +
       `Member must have length less than or equal to ${MAX_ACTIONS} and greater than or equal to 1`)
   }
-  const tables = new Map()
+  const tables = keySchemas
   const actions = []
   const seen = new Set()
   for (const raw of items) {
@@ -142,12 +144,8 @@ async function applyAll (actions) {
   const undo = []
   for (let i = 0; i < actions.length; i++) {
     const { kind, action, key } = actions[i]
-    const before = await call('GetItem', { TableName: action.TableName, Key: key, ConsistentRead: true })
-    if (before.status !== 200) {
-      await restore(undo)
-      return before
-    }
-    const request = { TableName: action.TableName }
+    // ALL_OLD: the item as it was, to restore it if a later action fails.
+    const request = { TableName: action.TableName, ReturnValues: 'ALL_OLD' }
     for (const field of ['ConditionExpression', 'ExpressionAttributeNames', 'ExpressionAttributeValues']) {
       if (action[field] !== undefined) request[field] = action[field]
     }
@@ -173,7 +171,7 @@ async function applyAll (actions) {
     }
     const done = await call(operation, request)
     if (done.status === 200) {
-      undo.push({ table: action.TableName, key, item: before.body.Item })
+      undo.push({ table: action.TableName, key, item: done.body.Attributes })
       if (kind === 'ConditionCheck') {
         await restore([undo.pop()])
       }
@@ -222,6 +220,7 @@ server.removeAllListeners('request')
 server.on('request', (req, res) => {
   const target = String(req.headers['x-amz-target'] || '')
   const operation = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : ''
+  if (operation === 'CreateTable' || operation === 'DeleteTable') keySchemas.clear()
   if (req.headers[INTERNAL] || !(WRITES.has(operation) || operation === 'TransactWriteItems')) {
     return handle(req, res)
   }

@@ -20,7 +20,7 @@ const STATUSES: [&str; 4] = ["PENDING", "APPROVED", "REJECTED", "WITHDRAWN"];
 fn ticket(i: usize) -> Ticket {
     let tenant = if i % 10 == 9 { OTHER_TENANT } else { TENANT };
     let status = STATUSES[i % 4];
-    let (user_id, user_name) = if i % 3 == 0 {
+    let (user_id, user_name) = if i.is_multiple_of(3) {
         ("300000913", "alice.wang")
     } else {
         ("300000914", "bob.li")

@@ -34,7 +34,7 @@ const FUNCTIONS: [&str; 6] = [
 ];
 const BARE: &str = "bare-lambda";
 /// Table sizes of the list benchmark.
-const LIST_SIZES: [usize; 2] = [100, 1000];
+const LIST_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 
 struct Options {
     runs: usize,
@@ -506,30 +506,39 @@ fn list_section(report: &mut String, lists: &[ListResult], ops: &[OpResult]) {
     );
     let _ = writeln!(
         report,
-        "Tickets inserted through the store, alternating waiting and approved, same tenant and proposer.\n"
+        "Tickets inserted through the store, alternating waiting and approved, same tenant and proposer. \
+Bytes: what DynamoDB sent back for one request (through the counting proxy). Issue 13's goal: at 10x \
+the tickets, bytes within 1.2x and p50 within 1.5x.\n"
     );
     let small = LIST_SIZES[0];
     let _ = writeln!(
         report,
-        "| shape | tickets | total | p50 ms | p99 ms | p50 / GetItem | p50 vs {small} tickets | DynamoDB calls | by operation |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        "| shape | tickets | total | p50 ms | p99 ms | p50 / GetItem | p50 vs {small} tickets | DynamoDB bytes | bytes vs {small} tickets | DynamoDB calls | by operation |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for l in lists {
         let p50 = scenarios::p50(&l.op);
         let at_small = lists
             .iter()
-            .find(|s| s.tickets == small && s.op.name == l.op.name)
+            .find(|s| s.tickets == small && s.op.name == l.op.name);
+        let time_ratio = at_small
             .map(|s| ratio_d(p50, scenarios::p50(&s.op)))
+            .unwrap_or_default();
+        let bytes_ratio = at_small
+            .filter(|s| s.op.read_bytes > 0.0)
+            .map(|s| format!("{:.2}x", l.op.read_bytes / s.op.read_bytes))
             .unwrap_or_default();
         let _ = writeln!(
             report,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
             l.op.name,
             l.tickets,
             l.total,
             ms(p50),
             ms(percentile(&l.op.samples, 99.0)),
             ratio_d(p50, base),
-            at_small,
+            time_ratio,
+            l.op.read_bytes,
+            bytes_ratio,
             trim(l.op.dynamo_total()),
             l.op.dynamo_breakdown()
         );

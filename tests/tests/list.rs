@@ -150,6 +150,7 @@ fn store_ticket(
         expire_at: created_at + 168 * 3_600_000,
         version: 1,
         revision: 0,
+        history_archived: 0,
         stored_status: None,
         nodes: vec![Node::new(
             1,

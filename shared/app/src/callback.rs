@@ -268,6 +268,11 @@ async fn apply_dingtalk(
         ("bpms_instance_change", "terminate" | "delete", _) => {
             Some(ApprovalEvent::InstanceTerminated { remark, at })
         }
+        ("bpms_task_change", "comment", _) => Some(ApprovalEvent::Commented {
+            backend_user_id: staff,
+            remark,
+            at,
+        }),
         _ => None,
     };
     let Some(event) = event else {

@@ -290,6 +290,7 @@ fn build_ticket(
         expire_at: now + app.config.ticket_timeout_hours * 3_600_000,
         version: 1,
         revision: 0,
+        history_archived: 0,
         stored_status: None,
         nodes,
         decision: Some(RuleProvenance {

@@ -273,6 +273,14 @@ pub enum ApprovalEvent {
         remark: Option<String>,
         at: i64,
     },
+    /// Someone commented on the instance (DingTalk `bpms_task_change` `comment`): a line of the
+    /// history, nothing Dataphin is told.
+    Commented {
+        backend_user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remark: Option<String>,
+        at: i64,
+    },
 }
 
 impl ApprovalEvent {
@@ -282,7 +290,8 @@ impl ApprovalEvent {
             | ApprovalEvent::TaskDecided { at, .. }
             | ApprovalEvent::TaskHandedOver { at, .. }
             | ApprovalEvent::InstanceFinished { at, .. }
-            | ApprovalEvent::InstanceTerminated { at, .. } => *at,
+            | ApprovalEvent::InstanceTerminated { at, .. }
+            | ApprovalEvent::Commented { at, .. } => *at,
         }
     }
 }
@@ -363,6 +372,10 @@ pub struct RuleProvenance {
     pub reason: String,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Which events this ticket already folded, so a redelivered event changes nothing.
 const SEEN_EVENTS_KEPT: usize = 200;
 
@@ -387,6 +400,10 @@ pub struct Ticket {
     pub version: u64,
     /// Storage revision: grows with every write, the condition of optimistic concurrency.
     pub revision: u64,
+    /// How many of the oldest history entries the store moved to their own items under the
+    /// ticket's key (the item holds 400 KB); `history` holds the entries after them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_archived: u64,
     /// Storage: the status of the stored item at `revision` (none before the ticket is first
     /// written). A write that changes it moves the tenant's status counters in the same
     /// transaction; set by the store on every read and write, never serialized.
@@ -812,6 +829,26 @@ impl Ticket {
                 at,
                 method,
             ),
+            ApprovalEvent::Commented {
+                backend_user_id,
+                remark,
+                ..
+            } => {
+                let who = self
+                    .nodes
+                    .iter()
+                    .flat_map(|n| &n.approvers)
+                    .find(|a| &a.person.backend_user_id == backend_user_id)
+                    .map_or(backend_user_id.clone(), |a| a.person.user_name.clone());
+                self.record(
+                    at,
+                    "comment",
+                    format!("{who} commented: {}", remark.as_deref().unwrap_or_default()),
+                    serde_json::json!({"backend_user_id": backend_user_id}),
+                );
+                // A comment changes no state: the version stays, nothing becomes due.
+                false
+            }
         }
     }
 
@@ -958,6 +995,7 @@ mod tests {
             expire_at: 10_000_000,
             version: 1,
             revision: 1,
+            history_archived: 0,
             stored_status: None,
             nodes,
             decision: None,

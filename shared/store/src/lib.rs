@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod counts;
 pub mod error;
+pub mod history;
 mod item;
 pub mod list;
 pub mod mappings;

@@ -13,6 +13,7 @@ use models::ticket::Ticket;
 use serde_json::Value;
 
 use crate::counts::move_count;
+use crate::history::archive_if_over_budget;
 use crate::item::{get_n, get_s, n, opt_s, s, shard_of, Item};
 use crate::{Store, StoreError};
 
@@ -288,6 +289,14 @@ impl Store {
             ))
         })?;
         let expected = ticket.revision;
+        // History over the item's budget moves to its own item in the same transaction.
+        let moved = match archive_if_over_budget(&self.tickets, ticket)? {
+            Some((put, moved)) => {
+                with.push(put);
+                Some(moved)
+            }
+            None => None,
+        };
         ticket.revision += 1;
         let UpdateParts {
             expression,
@@ -297,6 +306,9 @@ impl Store {
             Ok(p) => p,
             Err(e) => {
                 ticket.revision = expected;
+                if let Some(m) = moved {
+                    m.undo(ticket);
+                }
                 return Err(e);
             }
         };
@@ -348,6 +360,9 @@ impl Store {
             }
             Err(e) => {
                 ticket.revision = expected;
+                if let Some(m) = moved {
+                    m.undo(ticket);
+                }
                 Err(e)
             }
         }

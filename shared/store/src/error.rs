@@ -32,20 +32,13 @@ impl StoreError {
         match code.as_str() {
             "ConditionalCheckFailedException" => StoreError::Conflict,
             // A transaction names why it was cancelled, one reason per action: a failed
-            // condition or a concurrent transaction on one of its items is a lost race (re-read
-            // and fold again), throttling is throttling.
+            // condition is a lost race (re-read and fold again, or: the ticket exists); a
+            // concurrent transaction on one of its items (two status changes of one tenant moving
+            // its counters at once) or throttling is retried like throttling.
             "TransactionCanceledException" if message.contains("ConditionalCheckFailed") => {
                 StoreError::Conflict
             }
-            "TransactionCanceledException" | "TransactionConflictException"
-                if message.contains("TransactionConflict")
-                    || code == "TransactionConflictException" =>
-            {
-                StoreError::Conflict
-            }
-            "TransactionCanceledException"
-                if message.contains("Throttl") || message.contains("ThroughputExceeded") =>
-            {
+            "TransactionCanceledException" | "TransactionConflictException" => {
                 StoreError::Throttled(message)
             }
             "TransactionInProgressException" => StoreError::Throttled(message),

@@ -22,6 +22,9 @@ pub const DUE_SHARDS: u32 = 4;
 
 const TICKET_SK: &str = "#TICKET";
 
+/// Tries of a create whose transaction met a concurrent one (the tenant's counters) or throttling.
+const CREATE_ATTEMPTS: u64 = 5;
+
 /// DynamoDB items hold 400 KB: the submission (up to 1 MiB of JSON) is kept gzip-compressed, and
 /// what does not fit even so is refused with [`StoreError::TooLarge`].
 pub const MAX_STORED_SUBMISSION: usize = 300 * 1024;
@@ -218,19 +221,31 @@ impl Store {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| StoreError::Dynamo(e.to_string()))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(move_count(
-                &self.tickets,
-                &ticket.tenant_id,
-                None,
-                ticket.status.list_status(),
-            )?)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk);
+        let count = move_count(
+            &self.tickets,
+            &ticket.tenant_id,
+            None,
+            ticket.status.list_status(),
+        )?;
+        let mut attempt = 0u64;
+        let result = loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .transact_items(count.clone())
+                .send()
+                .await
+                .map_err(StoreError::from_sdk);
+            // A concurrent transaction on the tenant's counters cancels this one: go again.
+            match result {
+                Err(StoreError::Throttled(_)) if attempt < CREATE_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * attempt)).await;
+                }
+                other => break other,
+            }
+        };
         match result {
             Ok(_) => {
                 ticket.stored_status = Some(ticket.status);

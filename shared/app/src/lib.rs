@@ -45,10 +45,24 @@ impl App {
             tracing::error!(variable = e.variable, "{e}");
             e
         })?;
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(dynamo_timeouts())
-            .load()
-            .await;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(dynamo_timeouts());
+        if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+            // Lambda puts the role's keys and the region in the environment and has no profile
+            // files: read those variables only, not the default chain's files and endpoints.
+            use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+            loader = loader
+                .credentials_provider(
+                    aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+                )
+                .region(aws_config::environment::EnvironmentVariableRegionProvider::new())
+                .profile_files(
+                    EnvConfigFiles::builder()
+                        .with_contents(EnvConfigFileKind::Config, "")
+                        .build(),
+                );
+        }
+        let sdk = loader.load().await;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let app = App::build(config, dynamo)?;
         if let Err(e) = app.store.ping().await {

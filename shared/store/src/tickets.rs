@@ -10,6 +10,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use models::ticket::Ticket;
+use models::TicketStatus;
 use serde_json::Value;
 
 use crate::counts::move_count;
@@ -313,20 +314,41 @@ impl Store {
             None => None,
         };
         ticket.revision += 1;
-        let UpdateParts {
-            expression,
-            names,
-            values,
-        } = match ticket_update_parts(ticket, summary, due_at, expected) {
-            Ok(p) => p,
+        let result = self
+            .write_ticket(ticket, stored, summary, due_at, expected, with)
+            .await;
+        match result {
+            Ok(()) => {
+                ticket.stored_status = Some(ticket.status);
+                Ok(())
+            }
             Err(e) => {
+                // Nothing was written: the caller's ticket is as it was read.
                 ticket.revision = expected;
                 if let Some(m) = moved {
                     m.undo(ticket);
                 }
-                return Err(e);
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// The conditional write of a save: one UpdateItem, or a TransactWriteItems with the writes
+    /// that go with it (and the counters, when the list status changes).
+    async fn write_ticket(
+        &self,
+        ticket: &Ticket,
+        stored: TicketStatus,
+        summary: &Value,
+        due_at: Option<i64>,
+        expected: u64,
+        mut with: Vec<TransactWriteItem>,
+    ) -> Result<(), StoreError> {
+        let UpdateParts {
+            expression,
+            names,
+            values,
+        } = ticket_update_parts(ticket, summary, due_at, expected)?;
         let (from, to) = (stored.list_status(), ticket.status.list_status());
         if from != to {
             with.push(move_count(
@@ -336,8 +358,9 @@ impl Store {
                 to,
             )?);
         }
-        let result = if with.is_empty() {
-            self.client
+        if with.is_empty() {
+            return self
+                .client
                 .update_item()
                 .table_name(&self.tickets)
                 .set_key(Some(ticket_key(&ticket.id)))
@@ -348,39 +371,25 @@ impl Store {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(StoreError::from_sdk)
-        } else {
-            let update = Update::builder()
-                .table_name(&self.tickets)
-                .set_key(Some(ticket_key(&ticket.id)))
-                .update_expression(expression)
-                .condition_expression("#rev = :expected")
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(|e| StoreError::Dynamo(e.to_string()))?;
-            with.insert(0, TransactWriteItem::builder().update(update).build());
-            self.client
-                .transact_write_items()
-                .set_transact_items(Some(with))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_sdk)
-        };
-        match result {
-            Ok(()) => {
-                ticket.stored_status = Some(ticket.status);
-                Ok(())
-            }
-            Err(e) => {
-                ticket.revision = expected;
-                if let Some(m) = moved {
-                    m.undo(ticket);
-                }
-                Err(e)
-            }
+                .map_err(StoreError::from_sdk);
         }
+        let update = Update::builder()
+            .table_name(&self.tickets)
+            .set_key(Some(ticket_key(&ticket.id)))
+            .update_expression(expression)
+            .condition_expression("#rev = :expected")
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        with.insert(0, TransactWriteItem::builder().update(update).build());
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(with))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from_sdk)
     }
 
     /// Saves the ticket as [`Store::save_ticket`] does and, in the same transaction, links the

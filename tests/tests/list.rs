@@ -794,7 +794,7 @@ async fn list_filters_orders_and_pages_match_what_was_written() {
         assert!(ok, "list made a {call}");
     }
     // What each page costs: one Query of the one partition its filters name, and for `total`
-    // on a first page one read of the counters or, where they cannot answer (a proposer, an
+    // on a first page one read of the counters or, where they cannot answer (an
     // application-time range), a count of the same partition. Later pages carry the total in
     // their token and make one Query.
     let sorted = |mut made: Vec<String>| {
@@ -806,7 +806,7 @@ async fn list_filters_orders_and_pages_match_what_was_written() {
     assert_eq!(
         sorted(calls.take()),
         [
-            format!("GetItem COUNTS/{tenant}"),
+            format!("GetItem COUNTS/T#{tenant}"),
             format!("Query tenant-start-index {tenant}"),
         ],
         "workspace, first page"
@@ -831,27 +831,45 @@ async fn list_filters_orders_and_pages_match_what_was_written() {
     assert_eq!(
         sorted(calls.take()),
         [
-            format!("GetItem COUNTS/{tenant}"),
+            format!("GetItem COUNTS/T#{tenant}"),
             format!("Query tenant-status-start-index {tenant}#APPROVED"),
         ],
         "workspace and one status"
     );
     get_list(&b, "proposer_name=alice.wang&limit=20").await;
     assert_eq!(
-        calls.take(),
+        sorted(calls.take()),
         [
-            "Query proposer-start-index alice.wang",
+            "Query <table> COUNTS",
             "Query proposer-start-index alice.wang"
         ],
-        "proposer: the page and its count"
+        "proposer: the page and the proposer's counters in every tenant"
     );
-    get_list(&b, "proposer_name=alice.wang&limit=100&order_by=END_TIME").await;
+    get_list(
+        &b,
+        &format!("proposer_name=alice.wang&workspace_id={tenant}&limit=100&order_by=END_TIME"),
+    )
+    .await;
+    assert_eq!(
+        sorted(calls.take()),
+        [
+            format!("GetItem COUNTS/P#alice.wang#{tenant}"),
+            "Query proposer-end-index alice.wang".to_string(),
+        ]
+    );
+    // An application-time range is what the counters cannot answer: the first page counts.
+    get_list(
+        &b,
+        &format!("workspace_id={tenant}&application_start_time={BASE}&limit=5"),
+    )
+    .await;
     assert_eq!(
         calls.take(),
         [
-            "Query proposer-end-index alice.wang",
-            "Query proposer-end-index alice.wang"
-        ]
+            format!("Query tenant-start-index {tenant}"),
+            format!("Query tenant-start-index {tenant}"),
+        ],
+        "time range: the page and its count"
     );
     get_list(
         &b,

@@ -8,8 +8,8 @@
 //! about `limit` entries. It pages by offset or by a cursor (`next_token`: the last sort value
 //! and ticket id returned, and the total).
 //!
-//! `total` comes from the per-tenant status counters ([`crate::counts`]) when they can answer
-//! (no proposer, no application-time range): one read. Otherwise it is counted on the first
+//! `total` comes from the status counters of the tenant or the proposer ([`crate::counts`]) when
+//! they can answer (no application-time range): one read. Otherwise it is counted on the first
 //! page (every match read once, `Select: COUNT`) and carried in `next_token`, so later pages
 //! read nothing for it and show the total as of the first page.
 
@@ -155,7 +155,7 @@ struct Plan {
     filters: Vec<String>,
     values: HashMap<String, AttributeValue>,
     names: HashMap<String, String>,
-    /// The status counters give `total` (no proposer, no application-time range).
+    /// The status counters give `total` (no application-time range).
     counted: bool,
 }
 
@@ -238,7 +238,7 @@ fn plan(r: &ListRequest) -> Plan {
         filters,
         values,
         names,
-        counted: r.proposer_name.is_none() && r.start_from.is_none() && r.start_to.is_none(),
+        counted: r.start_from.is_none() && r.start_to.is_none(),
     }
 }
 
@@ -405,7 +405,12 @@ impl Store {
         range: (Option<i64>, Option<i64>),
     ) -> Result<u64, StoreError> {
         if plan.counted {
-            let counts = self.status_counts(r.tenant_id.as_deref()).await?;
+            let counts = self
+                .status_counts(crate::counts::CountOf {
+                    tenant: r.tenant_id.as_deref(),
+                    proposer: r.proposer_name.as_deref(),
+                })
+                .await?;
             let total: i64 = LIST_STATUSES
                 .iter()
                 .zip(counts)

@@ -13,7 +13,7 @@ use models::ticket::Ticket;
 use models::TicketStatus;
 use serde_json::Value;
 
-use crate::counts::move_count;
+use crate::counts::{move_count, Counted};
 use crate::history::archive_if_over_budget;
 use crate::item::{get_n, get_s, n, opt_s, s, shard_of, Item};
 use crate::{Store, StoreError};
@@ -108,6 +108,14 @@ fn ticket_attributes(
 
 /// Attributes a save removes when the ticket no longer has them.
 const OPTIONAL_ATTRIBUTES: [&str; 3] = ["end_time", "due_shard", "due_at"];
+
+/// Whose status counters a ticket's status moves (the proposer as the list filters by it).
+fn counted(ticket: &Ticket) -> Counted<'_> {
+    Counted {
+        tenant: &ticket.tenant_id,
+        proposer: &ticket.applicant.user_name,
+    }
+}
 
 /// The item that finds a ticket from its backend instance.
 fn link_item(instance_id: &str, ticket_id: &str) -> Item {
@@ -224,7 +232,7 @@ impl Store {
             .map_err(|e| StoreError::Dynamo(e.to_string()))?;
         let count = move_count(
             &self.tickets,
-            &ticket.tenant_id,
+            &counted(ticket),
             None,
             ticket.status.list_status(),
         )?;
@@ -233,8 +241,11 @@ impl Store {
             let result = self
                 .client
                 .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
-                .transact_items(count.clone())
+                .set_transact_items(Some(
+                    std::iter::once(TransactWriteItem::builder().put(put.clone()).build())
+                        .chain(count.iter().cloned())
+                        .collect(),
+                ))
                 .send()
                 .await
                 .map_err(StoreError::from_sdk);
@@ -351,12 +362,7 @@ impl Store {
         } = ticket_update_parts(ticket, summary, due_at, expected)?;
         let (from, to) = (stored.list_status(), ticket.status.list_status());
         if from != to {
-            with.push(move_count(
-                &self.tickets,
-                &ticket.tenant_id,
-                Some(from),
-                to,
-            )?);
+            with.extend(move_count(&self.tickets, &counted(ticket), Some(from), to)?);
         }
         if with.is_empty() {
             return self

@@ -1026,6 +1026,37 @@ mod tests {
     const ALL: IntegrationMethod = IntegrationMethod::AllNodes;
 
     #[test]
+    fn a_comment_is_a_history_line_and_changes_nothing_dataphin_sees() {
+        let mut t = ticket(vec![Node::new(
+            1,
+            "Owner".into(),
+            Relation::Or,
+            NodeOrigin::Submission,
+            vec![person("bob")],
+        )]);
+        let before = (t.version, t.status, t.nodes.clone(), t.delivery.clone());
+        let comment = ApprovalEvent::Commented {
+            backend_user_id: "be-bob".into(),
+            remark: Some("which columns exactly?".into()),
+            at: 1_500,
+        };
+        assert_eq!(t.apply(Some("c1"), &comment, ALL), Outcome::Unchanged);
+        assert_eq!(
+            (t.version, t.status, t.nodes.clone(), t.delivery.clone()),
+            before
+        );
+        let last = t.history.last().unwrap();
+        assert_eq!(
+            (last.kind.as_str(), last.summary.as_str()),
+            ("comment", "bob commented: which columns exactly?")
+        );
+        // A re-sent comment is recorded once.
+        let lines = t.history.len();
+        t.apply(Some("c1"), &comment, ALL);
+        assert_eq!(t.history.len(), lines);
+    }
+
+    #[test]
     fn or_node_is_decided_by_the_first_agree() {
         let mut t = ticket(vec![Node::new(
             1,

@@ -113,10 +113,12 @@ wait_port() {
 }
 
 # start_dynalite PORT LOGFILE [dynalite options...]: sets DYNALITE_PID (also its process group).
+# infra/dynalite/server.js is dynalite with TransactWriteItems added (the bridge writes a status
+# change and its counters in one transaction).
 start_dynalite() {
   local port="$1" logfile="$2"
   shift 2
-  setsid node "$ROOT/infra/node_modules/dynalite/cli.js" --host 127.0.0.1 --port "$port" "$@" \
+  setsid node "$ROOT/infra/dynalite/server.js" --host 127.0.0.1 --port "$port" "$@" \
     >"$logfile" 2>&1 &
   DYNALITE_PID=$!
   wait_port "$port" 30 "$DYNALITE_PID" || die "dynalite did not start on port $port (log: $logfile)"

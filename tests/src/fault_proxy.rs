@@ -27,13 +27,18 @@ pub struct FaultPlan {
     pub reply_delay: Duration,
 }
 
-/// How many faults were injected, by kind, and how many requests were forwarded.
+/// How many faults were injected, by kind, and how many requests were forwarded with their bytes
+/// (what DynamoDB read and sent back: the cost of a request that does not depend on timing).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Injected {
     pub forwarded: u64,
     pub throttled: u64,
     pub server_errors: u64,
     pub resets: u64,
+    /// Bytes of the forwarded requests (head and body).
+    pub request_bytes: u64,
+    /// Bytes of the replies passed back from upstream (head and body).
+    pub response_bytes: u64,
 }
 
 #[derive(Default)]
@@ -168,19 +173,38 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<Sta
             Fault::Throttle => canned("400 Bad Request", "ThrottlingException"),
             Fault::ServerError => canned("500 Internal Server Error", "InternalServerError"),
             Fault::None | Fault::ResetAfter => {
-                if server.is_none() {
-                    match TcpStream::connect(upstream).await {
-                        Ok(s) => server = Some(s),
-                        Err(_) => return reset(client),
+                // A kept-alive upstream connection may have been closed by the server while
+                // idle (before reading the request): then the request goes once more on a new one.
+                let mut answer = None;
+                for _ in 0..2 {
+                    let reused = server.is_some();
+                    if server.is_none() {
+                        match TcpStream::connect(upstream).await {
+                            Ok(s) => server = Some(s),
+                            Err(_) => return reset(client),
+                        }
                     }
+                    let up = server.as_mut().expect("connected");
+                    server_buf.clear();
+                    let sent = up.write_all(&request).await.is_ok();
+                    answer = if sent {
+                        read_message(up, &mut server_buf).await
+                    } else {
+                        None
+                    };
+                    if answer.is_some() || !reused {
+                        break;
+                    }
+                    server = None;
                 }
-                let up = server.as_mut().expect("connected");
-                if up.write_all(&request).await.is_err() {
-                    return reset(client);
-                }
-                let Some(response) = read_message(up, &mut server_buf).await else {
+                let Some(response) = answer else {
                     return reset(client);
                 };
+                {
+                    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                    s.injected.request_bytes += request.len() as u64;
+                    s.injected.response_bytes += response.len() as u64;
+                }
                 if matches!(fault, Fault::ResetAfter) {
                     return reset(client);
                 }

@@ -31,8 +31,14 @@ async fn create_connect_get_and_detail_cost_the_fewest_round_trips() {
     let routed_calls = calls.take();
     assert_eq!(
         routed_calls,
-        // Ticket + 4 mappings; the ticket; the instance link; the dispatch outcome; early events.
-        vec!["BatchGetItem", "PutItem", "PutItem", "UpdateItem", "Query"],
+        // Ticket + 4 mappings; the ticket with its tenant's counter; the dispatch outcome with the
+        // instance link; early events.
+        vec![
+            "BatchGetItem",
+            "TransactWriteItems",
+            "TransactWriteItems",
+            "Query"
+        ],
         "routed create"
     );
     let id = reply["processInstanceId"].as_str().unwrap().to_string();
@@ -91,10 +97,11 @@ async fn create_connect_get_and_detail_cost_the_fewest_round_trips() {
         b.dataphin.latest(auto_id).is_some(),
         "the result reached Dataphin within the create"
     );
-    // The batch read; the create, which also claims the delivery; the acknowledgement.
+    // The batch read; the create (with its counter), which also claims the delivery; the
+    // acknowledgement.
     assert_eq!(
         auto_calls,
-        ["BatchGetItem", "PutItem", "UpdateItem"],
+        ["BatchGetItem", "TransactWriteItems", "UpdateItem"],
         "auto-decided create"
     );
     println!(

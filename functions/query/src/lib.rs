@@ -19,7 +19,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         Err(e) => Err(e),
         Ok(()) => match (method, path.as_slice()) {
             ("GET", [.., "approvals"]) => app::query::list(app, &query).await,
-            ("GET", [.., "approvals", id]) => app::query::detail(app, id).await,
+            ("GET", [.., "approvals", id]) => app::query::detail(app, id, &query).await,
             _ => Err(AppError::NotFound(format!(
                 "no route {method} /{}",
                 path.join("/")

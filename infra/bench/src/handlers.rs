@@ -72,6 +72,8 @@ pub struct OpResult {
     /// Requests per operation to the BPM webhook and to Dataphin's callback (means).
     pub bpm: f64,
     pub dataphin: f64,
+    /// Bytes DynamoDB sent back per operation (mean over the counted runs).
+    pub read_bytes: f64,
 }
 
 impl OpResult {
@@ -109,11 +111,13 @@ pub async fn measure(
     mut op: impl AsyncFnMut(&App, usize) -> Result<(), BenchError>,
 ) -> Result<OpResult, BenchError> {
     let before = proxy.snapshot();
+    let bytes_before = proxy.response_bytes();
     let (bpm, dataphin) = (responder.count("bpm"), responder.count("dataphin"));
     for run in 0..COUNTED_RUNS {
         op(&apps.counted, run).await?;
     }
     let calls: Counts = proxy::delta(&before, &proxy.snapshot());
+    let read_bytes = (proxy.response_bytes() - bytes_before) as f64 / COUNTED_RUNS as f64;
     let per_run = |v: u64| v as f64 / COUNTED_RUNS as f64;
     let dynamo = calls.into_iter().map(|(k, v)| (k, per_run(v))).collect();
     let bpm = per_run(responder.count("bpm") - bpm);
@@ -130,6 +134,7 @@ pub async fn measure(
         dynamo,
         bpm,
         dataphin,
+        read_bytes,
     })
 }
 

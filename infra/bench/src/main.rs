@@ -33,8 +33,8 @@ const FUNCTIONS: [&str; 6] = [
     "submit", "callback", "query", "withdraw", "admin", "dispatch",
 ];
 const BARE: &str = "bare-lambda";
-/// Table sizes of the list benchmark.
-const LIST_SIZES: [usize; 2] = [100, 1000];
+/// Table sizes of the list benchmark (issue 13: up to 100,000; `--quick` stops at 10,000).
+const LIST_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 
 struct Options {
     runs: usize,
@@ -45,13 +45,15 @@ struct Options {
     out: Option<PathBuf>,
     skip_cold: bool,
     skip_handlers: bool,
+    /// Table sizes of the list benchmark, smallest first (the ratios are to the first).
+    list_sizes: Vec<usize>,
     /// Extra variables for the spawned functions (`--env K=V`), for what-if runs.
     extra_env: Vec<(String, String)>,
 }
 
 const USAGE: &str =
     "bridge-bench [--runs N (20)] [--warm N (200)] [--ops N (200)] [--creates N (100)] \
-[--list-runs N (30)] [--quick] [--dynamo-port P (8805)] [--dynalite PATH] [--out FILE] \
+[--list-runs N (30)] [--quick (lists up to 10,000 tickets)] [--dynamo-port P (8805)] [--dynalite PATH] [--out FILE] \
 [--skip-cold] [--skip-handlers] [--env KEY=VALUE]...";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, BenchError> {
@@ -64,10 +66,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, BenchError>
             list: 30,
         },
         dynamo_port: 8805,
-        dynalite: stack::workspace_root().join("infra/node_modules/.bin/dynalite"),
+        dynalite: stack::workspace_root().join("infra/dynalite/server.js"),
         out: None,
         skip_cold: false,
         skip_handlers: false,
+        list_sizes: LIST_SIZES.to_vec(),
         extra_env: Vec::new(),
     };
     let mut args = args.peekable();
@@ -112,6 +115,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, BenchError>
                     create: 10,
                     list: 5,
                 };
+                o.list_sizes = LIST_SIZES[..2].to_vec();
             }
             "-h" | "--help" => return Err(BenchError::Usage(USAGE.into())),
             other => {
@@ -177,7 +181,7 @@ async fn run() -> Result<(), BenchError> {
         let (ops, lists) =
             handler_benches(&options, &local, &dynalite, &proxy, &responder, &tokens).await?;
         handler_section(&mut report, &ops);
-        list_section(&mut report, &lists, &ops);
+        list_section(&mut report, &lists, &ops, &options.list_sizes);
     }
     let _ = writeln!(
         report,
@@ -334,7 +338,7 @@ async fn handler_benches(
         responder,
         &templates,
         tokens,
-        &LIST_SIZES,
+        &options.list_sizes,
         options.sizes.list,
     )
     .await?;
@@ -498,7 +502,7 @@ go to a local 200 stand-in.\n"
     let _ = writeln!(report);
 }
 
-fn list_section(report: &mut String, lists: &[ListResult], ops: &[OpResult]) {
+fn list_section(report: &mut String, lists: &[ListResult], ops: &[OpResult], sizes: &[usize]) {
     let base = ops.first().map(scenarios::p50).unwrap_or_default();
     let _ = writeln!(
         report,
@@ -506,30 +510,39 @@ fn list_section(report: &mut String, lists: &[ListResult], ops: &[OpResult]) {
     );
     let _ = writeln!(
         report,
-        "Tickets inserted through the store, alternating waiting and approved, same tenant and proposer.\n"
+        "Tickets inserted through the store, alternating waiting and approved, same tenant and proposer. \
+Bytes: what DynamoDB sent back for one request (through the counting proxy). Issue 13's goal: at 10x \
+the tickets, bytes within 1.2x and p50 within 1.5x.\n"
     );
-    let small = LIST_SIZES[0];
+    let small = sizes.first().copied().unwrap_or_default();
     let _ = writeln!(
         report,
-        "| shape | tickets | total | p50 ms | p99 ms | p50 / GetItem | p50 vs {small} tickets | DynamoDB calls | by operation |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        "| shape | tickets | total | p50 ms | p99 ms | p50 / GetItem | p50 vs {small} tickets | DynamoDB bytes | bytes vs {small} tickets | DynamoDB calls | by operation |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for l in lists {
         let p50 = scenarios::p50(&l.op);
         let at_small = lists
             .iter()
-            .find(|s| s.tickets == small && s.op.name == l.op.name)
+            .find(|s| s.tickets == small && s.op.name == l.op.name);
+        let time_ratio = at_small
             .map(|s| ratio_d(p50, scenarios::p50(&s.op)))
+            .unwrap_or_default();
+        let bytes_ratio = at_small
+            .filter(|s| s.op.read_bytes > 0.0)
+            .map(|s| format!("{:.2}x", l.op.read_bytes / s.op.read_bytes))
             .unwrap_or_default();
         let _ = writeln!(
             report,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
             l.op.name,
             l.tickets,
             l.total,
             ms(p50),
             ms(percentile(&l.op.samples, 99.0)),
             ratio_d(p50, base),
-            at_small,
+            time_ratio,
+            l.op.read_bytes,
+            bytes_ratio,
             trim(l.op.dynamo_total()),
             l.op.dynamo_breakdown()
         );

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +27,8 @@ const UNFRAMED: &str = "(unframed body: counts incomplete)";
 pub struct CountingProxy {
     addr: SocketAddr,
     counts: Arc<Mutex<Counts>>,
+    /// Bytes DynamoDB sent back (what a request made it read and return).
+    response_bytes: Arc<AtomicU64>,
     accept: JoinHandle<()>,
 }
 
@@ -38,13 +41,16 @@ impl CountingProxy {
             .local_addr()
             .map_err(BenchError::io("counting proxy address"))?;
         let counts = Arc::new(Mutex::new(Counts::new()));
+        let response_bytes = Arc::new(AtomicU64::new(0));
         let shared = counts.clone();
+        let shared_bytes = response_bytes.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let counts = shared.clone();
+                let bytes = shared_bytes.clone();
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
-                        relay(client, server, counts).await;
+                        relay(client, server, counts, bytes).await;
                     }
                 });
             }
@@ -52,6 +58,7 @@ impl CountingProxy {
         Ok(CountingProxy {
             addr,
             counts,
+            response_bytes,
             accept,
         })
     }
@@ -63,6 +70,11 @@ impl CountingProxy {
     /// Everything counted so far.
     pub fn snapshot(&self) -> Counts {
         self.counts.lock().expect("counts lock").clone()
+    }
+
+    /// Bytes sent back by DynamoDB so far.
+    pub fn response_bytes(&self) -> u64 {
+        self.response_bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -85,7 +97,12 @@ pub fn total(counts: &Counts) -> u64 {
     counts.values().sum()
 }
 
-async fn relay(client: TcpStream, server: TcpStream, counts: Arc<Mutex<Counts>>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    counts: Arc<Mutex<Counts>>,
+    response_bytes: Arc<AtomicU64>,
+) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let upstream = async move {
@@ -110,7 +127,17 @@ async fn relay(client: TcpStream, server: TcpStream, counts: Arc<Mutex<Counts>>)
         let _ = server_write.shutdown().await;
     };
     let downstream = async move {
-        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match server_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            response_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
         let _ = client_write.shutdown().await;
     };
     tokio::join!(upstream, downstream);

@@ -280,10 +280,11 @@ async fn insert_tickets(
                         .unwrap_or_default();
                 submission["applyId"] = json!(t.apply_id);
                 let due = app::tickets::next_due(&app, &t);
+                let row = app::views::list_row(&t);
                 app.store
                     .create_ticket(
-                        &t,
-                        &app::views::list_row(&t),
+                        &mut t,
+                        &row,
                         &submission.to_string(),
                         &template.body_hash,
                         due,
@@ -331,23 +332,41 @@ pub async fn list_growth(
             .as_str()
             .map(encode)
             .unwrap_or_default();
+        let tenant_first = call(
+            &apps.timed,
+            Function::Query,
+            "GET",
+            &format!("/approvals?workspace_id={TENANT}"),
+            &headers,
+            &[],
+        )
+        .await?;
+        let tenant_token = tenant_first.1["next_token"]
+            .as_str()
+            .map(encode)
+            .unwrap_or_default();
         let shapes = [
-            ("newest 20, all statuses", "/approvals".to_string()),
+            ("workspace", format!("/approvals?workspace_id={TENANT}")),
             (
-                "tenant + WAITING_APPROVE",
+                "workspace + WAITING_APPROVE",
                 format!("/approvals?workspace_id={TENANT}&status_list=WAITING_APPROVE"),
             ),
             (
-                "proposer alice.wang",
+                "proposer alice.wang (first page counts its total)",
                 "/approvals?proposer_name=alice.wang".to_string(),
             ),
+            (
+                "workspace, page 2 by next_token",
+                format!("/approvals?workspace_id={TENANT}&next_token={tenant_token}"),
+            ),
+            ("newest 20, every workspace", "/approvals".to_string()),
             (
                 "ordered by end time",
                 "/approvals?order_by=END_TIME".to_string(),
             ),
             ("page 5 by offset", "/approvals?offset=80".to_string()),
             (
-                "page 2 by next_token",
+                "every workspace, page 2 by next_token",
                 format!("/approvals?next_token={token}"),
             ),
         ];

@@ -49,10 +49,24 @@ impl App {
     /// them, the DynamoDB client, the HTTP clients; then warms the DynamoDB connection so the
     /// first request does not pay for the TLS handshake.
     pub async fn from_env() -> Result<App, lambda_http::Error> {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(dynamo_timeouts())
-            .load()
-            .await;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(dynamo_timeouts());
+        if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+            // Lambda puts the role's keys and the region in the environment and has no profile
+            // files: read those variables only, not the default chain's files and endpoints.
+            use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+            loader = loader
+                .credentials_provider(
+                    aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+                )
+                .region(aws_config::environment::EnvironmentVariableRegionProvider::new())
+                .profile_files(
+                    EnvConfigFiles::builder()
+                        .with_contents(EnvConfigFileKind::Config, "")
+                        .build(),
+                );
+        }
+        let sdk = loader.load().await;
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
         let config = Self::config_from(&config::ProcessEnv, &secrets)
             .await

@@ -46,9 +46,18 @@ pub async fn dataphin_get(app: &App, q: &HashMap<String, String>, now: i64) -> A
     Ok(doc)
 }
 
-/// `GET /approvals/{id}`.
-pub async fn detail(app: &App, id: &str) -> AppResult<Value> {
+/// `GET /approvals/{id}`. The history is paged once a ticket's oldest entries live in their own
+/// items (the item budget, `store::history`): without `history_token` the reply holds the first
+/// archived entries, with `history_next_token` to the next page; the entries still in the ticket
+/// item close the last page. `history_total` counts them all.
+pub async fn detail(app: &App, id: &str, q: &HashMap<String, String>) -> AppResult<Value> {
     check_id("id", id)?;
+    let token = q.get("history_token").filter(|t| !t.is_empty());
+    if token.is_some_and(|t| !store::history::is_valid_history_token(t)) {
+        return Err(AppError::InvalidField(
+            "history_token is not a token this detail returned".into(),
+        ));
+    }
     let stored = app
         .store
         .get_ticket(id, true)
@@ -62,7 +71,26 @@ pub async fn detail(app: &App, id: &str) -> AppResult<Value> {
         Some(Ok(s)) => (s.content.to_value(), json!(s.form())),
         _ => (Value::Null, json!([])),
     };
-    Ok(views::detail(&stored.ticket, content, form))
+    let t = &stored.ticket;
+    let mut reply = views::detail(t, content, form);
+    let total = t.history_archived + t.history.len() as u64;
+    let (history, next) = if t.history_archived == 0 {
+        (t.history.clone(), None)
+    } else {
+        let page = app
+            .store
+            .archived_history(id, token.map(String::as_str))
+            .await?;
+        let mut entries = page.entries;
+        if page.next_token.is_none() {
+            entries.extend(t.history.iter().cloned());
+        }
+        (entries, page.next_token)
+    };
+    reply["history"] = json!(history);
+    reply["history_total"] = json!(total);
+    reply["history_next_token"] = json!(next);
+    Ok(reply)
 }
 
 fn param_i64(q: &HashMap<String, String>, key: &str) -> AppResult<Option<i64>> {

@@ -97,7 +97,7 @@ pub async fn create(
         let due = tickets::next_due(app, &ticket);
         match app
             .store
-            .create_ticket(&ticket, &summary, &raw, &hash, due)
+            .create_ticket(&mut ticket, &summary, &raw, &hash, due)
             .await?
         {
             store::CreateOutcome::Exists => {
@@ -289,6 +289,8 @@ fn build_ticket(
         expire_at: now + app.config.ticket_timeout_hours * 3_600_000,
         version: 1,
         revision: 0,
+        history_archived: 0,
+        stored_status: None,
         nodes,
         decision: Some(RuleProvenance {
             decision: decision.kind.as_str().to_string(),
@@ -380,9 +382,8 @@ fn record_forwarded(app: &App, t: &mut Ticket, instance_id: &str, now: i64) {
 
 /// Forwards a stored ticket (as the caller last read or wrote it, with the applicant's
 /// department) to the backend and records the outcome (dispatch status 0 or 1). The outcome is
-/// written on the carried revision; only when someone wrote the ticket meanwhile is it read again.
-/// (Not a `TransactWriteItems` with the link: the local DynamoDB the tests run on, dynalite, has
-/// no transactions.)
+/// written on the carried revision, together with the instance link (one `TransactWriteItems`);
+/// only when someone wrote the ticket meanwhile is it read again.
 pub async fn dispatch(
     app: &App,
     ticket: Ticket,
@@ -404,15 +405,21 @@ pub async fn dispatch(
             record_forwarded(app, &mut carried, &instance_id, now);
             let summary = views::list_row(&carried);
             let due = tickets::next_due(app, &carried);
-            // The link first: a ticket that knows its instance is always findable from it.
-            app.store.link_instance(&instance_id, &id).await?;
-            let t = match app.store.save_ticket(&mut carried, &summary, due).await {
+            // The outcome and the instance link in one transaction: a ticket that knows its
+            // instance is always findable from it.
+            let saved = app
+                .store
+                .save_ticket_linking(&mut carried, &summary, due, &instance_id)
+                .await;
+            let t = match saved {
                 Ok(()) => {
                     crate::metrics::ticket::written(before, &carried);
                     carried
                 }
                 Err(store::StoreError::Conflict | store::StoreError::Throttled(_)) => {
-                    // Changed meanwhile (a withdrawal, an early event): read and fold again.
+                    // Changed meanwhile (a withdrawal, an early event): link first, then read
+                    // and fold again.
+                    app.store.link_instance(&instance_id, &id).await?;
                     tickets::update(app, &id, |t| {
                         record_forwarded(app, t, &instance_id, now);
                         Ok(true)

@@ -283,7 +283,8 @@ pub enum ApprovalEvent {
         note: Option<String>,
         at: i64,
     },
-    /// An approver (or the applicant) commented without deciding.
+    /// Someone commented on the instance (DingTalk `bpms_task_change` `comment`): a line of the
+    /// history, nothing Dataphin is told.
     Commented {
         backend_user_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -398,8 +399,8 @@ pub struct WithdrawRequest {
     pub next_attempt_at: i64,
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 /// One line of the ticket's timeline.
@@ -447,6 +448,15 @@ pub struct Ticket {
     pub version: u64,
     /// Storage revision: grows with every write, the condition of optimistic concurrency.
     pub revision: u64,
+    /// How many of the oldest history entries the store moved to their own items under the
+    /// ticket's key (the item holds 400 KB); `history` holds the entries after them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_archived: u64,
+    /// Storage: the status of the stored item at `revision` (none before the ticket is first
+    /// written). A write that changes it moves the tenant's status counters in the same
+    /// transaction; set by the store on every read and write, never serialized.
+    #[serde(skip)]
+    pub stored_status: Option<TicketStatus>,
     pub nodes: Vec<Node>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<RuleProvenance>,
@@ -1165,6 +1175,8 @@ mod tests {
             expire_at: 10_000_000,
             version: 1,
             revision: 1,
+            history_archived: 0,
+            stored_status: None,
             nodes,
             decision: None,
             process_code: None,
@@ -1224,6 +1236,37 @@ mod tests {
         };
         assert_eq!(t.apply(None, &finished, ALL), Outcome::Changed);
         assert_eq!(t.status, TicketStatus::Approved);
+    }
+
+    #[test]
+    fn a_comment_is_a_history_line_and_changes_nothing_dataphin_sees() {
+        let mut t = ticket(vec![Node::new(
+            1,
+            "Owner".into(),
+            Relation::Or,
+            NodeOrigin::Submission,
+            vec![person("bob")],
+        )]);
+        let before = (t.version, t.status, t.nodes.clone(), t.delivery.clone());
+        let comment = ApprovalEvent::Commented {
+            backend_user_id: "be-bob".into(),
+            remark: Some("which columns exactly?".into()),
+            at: 1_500,
+        };
+        assert_eq!(t.apply(Some("c1"), &comment, ALL), Outcome::Unchanged);
+        assert_eq!(
+            (t.version, t.status, t.nodes.clone(), t.delivery.clone()),
+            before
+        );
+        let last = t.history.last().unwrap();
+        assert_eq!(
+            (last.kind.as_str(), last.summary.as_str()),
+            ("comment", "bob commented: which columns exactly?")
+        );
+        // A re-sent comment is recorded once.
+        let lines = t.history.len();
+        t.apply(Some("c1"), &comment, ALL);
+        assert_eq!(t.history.len(), lines);
     }
 
     #[test]

@@ -31,6 +31,17 @@ impl StoreError {
             .unwrap_or_else(|| format!("{err}"));
         match code.as_str() {
             "ConditionalCheckFailedException" => StoreError::Conflict,
+            // A transaction names why it was cancelled, one reason per action: a failed
+            // condition is a lost race (re-read and fold again, or: the ticket exists); a
+            // concurrent transaction on one of its items (two status changes of one tenant moving
+            // its counters at once) or throttling is retried like throttling.
+            "TransactionCanceledException" if message.contains("ConditionalCheckFailed") => {
+                StoreError::Conflict
+            }
+            "TransactionCanceledException" | "TransactionConflictException" => {
+                StoreError::Throttled(message)
+            }
+            "TransactionInProgressException" => StoreError::Throttled(message),
             "ProvisionedThroughputExceededException"
             | "ThrottlingException"
             | "RequestLimitExceeded" => StoreError::Throttled(message),

@@ -5,7 +5,9 @@
 //! writers never lose each other's changes. User mappings live in their own table.
 
 pub mod batch;
+pub mod counts;
 pub mod error;
+pub mod history;
 mod item;
 pub mod list;
 pub mod mappings;

@@ -24,6 +24,10 @@ pub const TABLES_JSON: &str = include_str!("../../../infra/tables.json");
 
 /// Sparse index over tickets with a result delivery or an expiry due (`due_shard`, `due_at`).
 pub const DUE_INDEX: &str = "due-index";
+/// Tickets of one tenant (every status), by submission time.
+pub const TENANT_START_INDEX: &str = "tenant-start-index";
+/// Finished tickets of one tenant (every status), by finish time.
+pub const TENANT_END_INDEX: &str = "tenant-end-index";
 /// Tickets of one tenant and status, by submission time.
 pub const TENANT_STATUS_START_INDEX: &str = "tenant-status-start-index";
 /// Tickets of one tenant and status, by finish time.
@@ -34,13 +38,15 @@ pub const STATUS_START_INDEX: &str = "status-start-index";
 pub const STATUS_END_INDEX: &str = "status-end-index";
 /// Tickets of one proposer, by submission time.
 pub const PROPOSER_START_INDEX: &str = "proposer-start-index";
+/// Finished tickets of one proposer, by finish time.
+pub const PROPOSER_END_INDEX: &str = "proposer-end-index";
 /// User mappings by Dataphin `userSourceId` (`source_key`).
 pub const SOURCE_INDEX: &str = "source-index";
 /// User mappings by backend user id (`backend_key`), for resolving callbacks in reverse.
 pub const BACKEND_INDEX: &str = "backend-index";
 
 /// How long `create_tables` waits for a table and its indexes to become ACTIVE. Real DynamoDB
-/// can take minutes for a table with six indexes; local servers take milliseconds.
+/// can take minutes for a table with nine indexes; local servers take milliseconds.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Both tables of the bridge.
@@ -408,11 +414,14 @@ mod tests {
         let def = definition();
         for name in [
             DUE_INDEX,
+            TENANT_START_INDEX,
+            TENANT_END_INDEX,
             TENANT_STATUS_START_INDEX,
             TENANT_STATUS_END_INDEX,
             STATUS_START_INDEX,
             STATUS_END_INDEX,
             PROPOSER_START_INDEX,
+            PROPOSER_END_INDEX,
         ] {
             assert!(def.tickets.index(name).is_some(), "tickets has no {name}");
         }
@@ -422,7 +431,7 @@ mod tests {
                 "user_mappings has no {name}"
             );
         }
-        assert_eq!(def.tickets.indexes.len(), 6);
+        assert_eq!(def.tickets.indexes.len(), 9);
         assert_eq!(def.user_mappings.indexes.len(), 2);
     }
 
@@ -441,6 +450,7 @@ mod tests {
                 "s_pk",
                 "sk",
                 "start_time",
+                "t_pk",
                 "ts_pk"
             ]
         );

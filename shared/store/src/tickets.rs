@@ -5,22 +5,26 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use models::ticket::Ticket;
+use models::TicketStatus;
 use serde_json::Value;
 
+use crate::counts::{move_count, Counted};
+use crate::history::archive_if_over_budget;
 use crate::item::{get_n, get_s, n, opt_s, s, shard_of, Item};
 use crate::{Store, StoreError};
 
 /// Shards of the due index: the dispatcher reads all of them, writers spread over them.
 pub const DUE_SHARDS: u32 = 4;
-/// Shards of the list indexes, so that no partition takes a whole tenant's or status's traffic.
-pub const LIST_SHARDS: u32 = 4;
 
 const TICKET_SK: &str = "#TICKET";
+
+/// Tries of a create whose transaction met a concurrent one (the tenant's counters) or throttling.
+const CREATE_ATTEMPTS: u64 = 5;
 
 /// DynamoDB items hold 400 KB: the submission (up to 1 MiB of JSON) is kept gzip-compressed, and
 /// what does not fit even so is refused with [`StoreError::TooLarge`].
@@ -71,7 +75,6 @@ fn ticket_attributes(
 ) -> Result<Item, StoreError> {
     let doc = serde_json::to_string(ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let list_status = ticket.status.list_status();
-    let shard = shard_of(&ticket.id, LIST_SHARDS);
     let mut attrs: Item = HashMap::new();
     attrs.insert("ticket_id".into(), s(&ticket.id));
     attrs.insert("tenant_id".into(), s(&ticket.tenant_id));
@@ -81,11 +84,14 @@ fn ticket_attributes(
     attrs.insert("proposer_id".into(), s(&ticket.applicant.user_id));
     attrs.insert("proposer_name".into(), s(&ticket.applicant.user_name));
     attrs.insert("start_time".into(), n(ticket.created_at));
+    // The list partitions, unsharded: at approval rates a tenant's writes never come near a
+    // partition's limit, and one partition per filter makes a list page one Query.
+    attrs.insert("t_pk".into(), s(&ticket.tenant_id));
     attrs.insert(
         "ts_pk".into(),
-        s(format!("{}#{list_status}#{shard}", ticket.tenant_id)),
+        s(format!("{}#{list_status}", ticket.tenant_id)),
     );
-    attrs.insert("s_pk".into(), s(format!("{list_status}#{shard}")));
+    attrs.insert("s_pk".into(), s(list_status));
     attrs.insert("p_pk".into(), s(&ticket.applicant.user_name));
     if let Some(end) = ticket.finished_at {
         attrs.insert("end_time".into(), n(end));
@@ -102,6 +108,25 @@ fn ticket_attributes(
 
 /// Attributes a save removes when the ticket no longer has them.
 const OPTIONAL_ATTRIBUTES: [&str; 3] = ["end_time", "due_shard", "due_at"];
+
+/// Whose status counters a ticket's status moves (the proposer as the list filters by it).
+fn counted(ticket: &Ticket) -> Counted<'_> {
+    Counted {
+        tenant: &ticket.tenant_id,
+        proposer: &ticket.applicant.user_name,
+    }
+}
+
+/// The item that finds a ticket from its backend instance.
+fn link_item(instance_id: &str, ticket_id: &str) -> Item {
+    [
+        ("pk".to_string(), s(format!("INSTANCE#{instance_id}"))),
+        ("sk".to_string(), s("#LINK")),
+        ("ticket_id".to_string(), s(ticket_id)),
+    ]
+    .into_iter()
+    .collect()
+}
 
 /// The primary key of a ticket's item.
 pub(crate) fn ticket_key(id: &str) -> Item {
@@ -169,6 +194,7 @@ fn parse_ticket(item: &Item) -> Result<StoredTicket, StoreError> {
     let mut ticket: Ticket = serde_json::from_str(get_s(item, "doc")?)
         .map_err(|e| StoreError::Corrupt(format!("ticket document: {e}")))?;
     ticket.revision = get_n(item, "revision")? as u64;
+    ticket.stored_status = Some(ticket.status);
     Ok(StoredTicket {
         ticket,
         submission: read_submission(item)?,
@@ -178,10 +204,11 @@ fn parse_ticket(item: &Item) -> Result<StoredTicket, StoreError> {
 
 impl Store {
     /// Creates the ticket unless one with its id exists. The id is derived from
-    /// (tenantId, applyId), so this one conditional write is the idempotency check.
+    /// (tenantId, applyId), so this one conditional write is the idempotency check. The tenant's
+    /// counter of the ticket's status grows in the same transaction.
     pub async fn create_ticket(
         &self,
-        ticket: &Ticket,
+        ticket: &mut Ticket,
         summary: &Value,
         submission: &str,
         body_hash: &str,
@@ -197,17 +224,45 @@ impl Store {
         }
         attrs.insert("submission_gz".into(), AttributeValue::B(Blob::new(packed)));
         attrs.insert("body_hash".into(), s(body_hash));
-        let result = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.tickets)
             .set_item(Some(attrs))
             .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(StoreError::from_sdk);
+            .build()
+            .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        let count = move_count(
+            &self.tickets,
+            &counted(ticket),
+            None,
+            ticket.status.list_status(),
+        )?;
+        let mut attempt = 0u64;
+        let result = loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(
+                    std::iter::once(TransactWriteItem::builder().put(put.clone()).build())
+                        .chain(count.iter().cloned())
+                        .collect(),
+                ))
+                .send()
+                .await
+                .map_err(StoreError::from_sdk);
+            // A concurrent transaction on the tenant's counters cancels this one: go again.
+            match result {
+                Err(StoreError::Throttled(_)) if attempt < CREATE_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * attempt)).await;
+                }
+                other => break other,
+            }
+        };
         match result {
-            Ok(_) => Ok(CreateOutcome::Created),
+            Ok(_) => {
+                ticket.stored_status = Some(ticket.status);
+                Ok(CreateOutcome::Created)
+            }
             Err(StoreError::Conflict) => Ok(CreateOutcome::Exists),
             Err(e) => Err(e),
         }
@@ -234,43 +289,137 @@ impl Store {
     }
 
     /// Writes the ticket if nobody wrote it since it was read (same `revision`), then bumps
-    /// `ticket.revision`. `StoreError::Conflict` means: re-read and fold again.
+    /// `ticket.revision`. `StoreError::Conflict` means: re-read and fold again. A write that
+    /// changes the list status moves the tenant's counters in the same transaction.
     pub async fn save_ticket(
         &self,
         ticket: &mut Ticket,
         summary: &Value,
         due_at: Option<i64>,
     ) -> Result<(), StoreError> {
+        self.save_ticket_with(ticket, summary, due_at, Vec::new())
+            .await
+    }
+
+    /// [`Store::save_ticket`] with more writes that must happen together with it (all or none).
+    pub(crate) async fn save_ticket_with(
+        &self,
+        ticket: &mut Ticket,
+        summary: &Value,
+        due_at: Option<i64>,
+        mut with: Vec<TransactWriteItem>,
+    ) -> Result<(), StoreError> {
+        let stored = ticket.stored_status.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "ticket {} was not read from the store before this save",
+                ticket.id
+            ))
+        })?;
         let expected = ticket.revision;
+        // History over the item's budget moves to its own item in the same transaction.
+        let moved = match archive_if_over_budget(&self.tickets, ticket)? {
+            Some((put, moved)) => {
+                with.push(put);
+                Some(moved)
+            }
+            None => None,
+        };
         ticket.revision += 1;
+        let result = self
+            .write_ticket(ticket, stored, summary, due_at, expected, with)
+            .await;
+        match result {
+            Ok(()) => {
+                ticket.stored_status = Some(ticket.status);
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing was written: the caller's ticket is as it was read.
+                ticket.revision = expected;
+                if let Some(m) = moved {
+                    m.undo(ticket);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The conditional write of a save: one UpdateItem, or a TransactWriteItems with the writes
+    /// that go with it (and the counters, when the list status changes).
+    async fn write_ticket(
+        &self,
+        ticket: &Ticket,
+        stored: TicketStatus,
+        summary: &Value,
+        due_at: Option<i64>,
+        expected: u64,
+        mut with: Vec<TransactWriteItem>,
+    ) -> Result<(), StoreError> {
         let UpdateParts {
             expression,
             names,
             values,
-        } = match ticket_update_parts(ticket, summary, due_at, expected) {
-            Ok(p) => p,
-            Err(e) => {
-                ticket.revision = expected;
-                return Err(e);
-            }
-        };
-        let result = self
-            .client
-            .update_item()
+        } = ticket_update_parts(ticket, summary, due_at, expected)?;
+        let (from, to) = (stored.list_status(), ticket.status.list_status());
+        if from != to {
+            with.extend(move_count(&self.tickets, &counted(ticket), Some(from), to)?);
+        }
+        if with.is_empty() {
+            return self
+                .client
+                .update_item()
+                .table_name(&self.tickets)
+                .set_key(Some(ticket_key(&ticket.id)))
+                .update_expression(expression)
+                .condition_expression("#rev = :expected")
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_sdk);
+        }
+        let update = Update::builder()
             .table_name(&self.tickets)
-            .key("pk", s(ticket_pk(&ticket.id)))
-            .key("sk", s(TICKET_SK))
+            .set_key(Some(ticket_key(&ticket.id)))
             .update_expression(expression)
             .condition_expression("#rev = :expected")
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        with.insert(0, TransactWriteItem::builder().update(update).build());
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(with))
             .send()
             .await
-            .map_err(StoreError::from_sdk);
-        if result.is_err() {
-            ticket.revision = expected;
-        }
-        result.map(|_| ())
+            .map(|_| ())
+            .map_err(StoreError::from_sdk)
+    }
+
+    /// Saves the ticket as [`Store::save_ticket`] does and, in the same transaction, links the
+    /// backend instance to it: the ticket never records an instance that cannot find it, and a
+    /// create's dispatch outcome costs one write. On `Conflict` nothing was written.
+    pub async fn save_ticket_linking(
+        &self,
+        ticket: &mut Ticket,
+        summary: &Value,
+        due_at: Option<i64>,
+        instance_id: &str,
+    ) -> Result<(), StoreError> {
+        let link = Put::builder()
+            .table_name(&self.tickets)
+            .set_item(Some(link_item(instance_id, &ticket.id)))
+            .build()
+            .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        self.save_ticket_with(
+            ticket,
+            summary,
+            due_at,
+            vec![TransactWriteItem::builder().put(link).build()],
+        )
+        .await
     }
 
     /// Remembers which ticket a backend instance belongs to (callbacks name the instance only).
@@ -282,9 +431,7 @@ impl Store {
         self.client
             .put_item()
             .table_name(&self.tickets)
-            .item("pk", s(format!("INSTANCE#{instance_id}")))
-            .item("sk", s("#LINK"))
-            .item("ticket_id", s(ticket_id))
+            .set_item(Some(link_item(instance_id, ticket_id)))
             .send()
             .await
             .map_err(StoreError::from_sdk)?;

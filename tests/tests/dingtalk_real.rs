@@ -347,6 +347,34 @@ async fn a_redispatch_adopts_the_instance_an_earlier_attempt_made() {
     );
 }
 
+#[tokio::test]
+async fn an_attempt_that_died_before_recording_its_instance_is_adopted_after_its_lease() {
+    let b = Bridge::start(Options::default()).await;
+    let (status, reply, id) = submit(&b, "7300000000000093").await;
+    assert_eq!(status, 200, "{reply}");
+    let made = b.dingtalk.instance_ids();
+    assert_eq!(made.len(), 1);
+    // As if the function died between DingTalk's create and the write of its outcome: the ticket
+    // holds only the (now expired) lease of that attempt, no instance and no dispatch outcome.
+    app::tickets::update(&b.app, &id, |t| {
+        t.instance_id = None;
+        t.dispatch = None;
+        t.dispatch_lease_until = Some(now_ms() - 1);
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    b.run_dispatcher(now_ms() + 3_600_000).await;
+    assert_eq!(b.dingtalk.instance_ids(), made, "no second instance");
+    assert_eq!(
+        posts_to(&b.dingtalk, CREATE),
+        1,
+        "create was never repeated"
+    );
+    let view = detail(&b, &id).await;
+    assert_eq!(view["instance_id"], made[0].as_str(), "{view}");
+}
+
 async fn dataphin_terminate(b: &Bridge, apply_id: &str) -> (u16, Value) {
     let path = format!(
         "/dataphin/bpms/processinstance/terminate?{}",

@@ -729,9 +729,10 @@ fn admin_reaches_only_the_rules_items_of_the_tickets_table() {
         .filter(|s| s["Resource"].to_string().contains("TicketsTable"))
         .collect();
     assert_eq!(on_tickets.len(), 1);
+    // The rules items and the DingTalk call meter `GET /rules` shows: never a ticket.
     assert_eq!(
         on_tickets[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"],
-        json!(["RULES"])
+        json!(["RULES", "METER#dingtalk"])
     );
     // Every index grant in the template names its index.
     let text = serde_json::to_string(&template["Resources"]).unwrap();

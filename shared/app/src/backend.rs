@@ -153,6 +153,7 @@ impl Backend {
         dept_id: Option<&str>,
         form: &[FormField],
         content: &Value,
+        retaken: bool,
     ) -> Result<String, BackendError> {
         match self {
             Backend::DingTalk { client, settings } => {
@@ -202,8 +203,9 @@ impl Backend {
                     form: values.into_iter().take(dingtalk::MAX_FORM_VALUES).collect(),
                 };
                 // Create has no idempotency key: before any repeat, look for the instance an
-                // earlier attempt may have made (its reply lost) and adopt it.
-                if ticket.dispatch.is_some() {
+                // earlier attempt may have made (its reply lost, or its outcome never written:
+                // then only the lease it held says it ran) and adopt it.
+                if retaken || ticket.dispatch.is_some() {
                     if let Some(id) = find_instance(client, &req, ticket).await? {
                         tracing::warn!(instance_id = %id, "adopted the instance an earlier create made");
                         return Ok(id);

@@ -139,7 +139,7 @@ pub async fn create(
             }
             return Ok(reply(&ticket));
         }
-        ticket = Box::pin(dispatch(app, ticket, dept, &submission, now)).await?;
+        ticket = Box::pin(dispatch(app, ticket, dept, &submission, now, false)).await?;
         Ok(reply(&ticket))
     }
     .instrument(span)
@@ -187,7 +187,7 @@ async fn resume(
         return Ok(reply(&ticket));
     }
     let dept = applicant_department(app, &leased, &submission).await?;
-    let t = dispatch(app, leased, dept, &submission, now).await?;
+    let t = dispatch(app, leased, dept, &submission, now, true).await?;
     Ok(reply(&t))
 }
 
@@ -384,19 +384,23 @@ fn record_forwarded(app: &App, t: &mut Ticket, instance_id: &str, now: i64) {
 /// department) to the backend and records the outcome (dispatch status 0 or 1). The outcome is
 /// written on the carried revision, together with the instance link (one `TransactWriteItems`);
 /// only when someone wrote the ticket meanwhile is it read again.
+///
+/// `retaken`: the lease was taken over from an earlier attempt (a repeated create, the
+/// dispatcher), which may have made the instance and died before recording it.
 pub async fn dispatch(
     app: &App,
     ticket: Ticket,
     dept: Option<String>,
     submission: &Submission,
     now: i64,
+    retaken: bool,
 ) -> AppResult<Ticket> {
     let id = ticket.id.clone();
     let form = submission.form();
     let content = submission.content.to_value();
     let result = app
         .backend
-        .create(&ticket, dept.as_deref(), &form, &content)
+        .create(&ticket, dept.as_deref(), &form, &content, retaken)
         .await;
     match result {
         Ok(instance_id) => {
@@ -556,7 +560,7 @@ pub async fn redispatch(app: &App, id: &str, now: i64) -> AppResult<()> {
         .ok_or_else(|| AppError::NotFound(format!("ticket {id} not found")))?;
     let submission = Submission::parse(stored.submission.unwrap_or_default().as_bytes())?;
     let dept = applicant_department(app, &stored.ticket, &submission).await?;
-    match dispatch(app, stored.ticket, dept, &submission, now).await {
+    match dispatch(app, stored.ticket, dept, &submission, now, true).await {
         Ok(_) | Err(AppError::BackendUnavailable(_)) => Ok(()),
         Err(e) => Err(e),
     }

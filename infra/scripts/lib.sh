@@ -68,16 +68,22 @@ ensure_venv() {
 
 # Debian's chromium for the sandbox page's browser test (tests/browser), unless it is there.
 ensure_chromium() {
-  if command -v chromium >/dev/null 2>&1; then
-    return
-  fi
-  command -v apt-get >/dev/null || die "chromium is needed for the browser test (apt-get install -y chromium)"
-  log "installing chromium (apt-get)"
   local sudo=""
   ((EUID == 0)) || sudo="sudo"
-  $sudo apt-get install -y -qq chromium >/dev/null ||
-    { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; } ||
-    die "chromium did not install"
+  if ! command -v chromium >/dev/null 2>&1; then
+    command -v apt-get >/dev/null || die "chromium is needed for the browser test (apt-get install -y chromium)"
+    log "installing chromium (apt-get)"
+    $sudo apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null ||
+      { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; } ||
+      die "chromium did not install"
+  fi
+  # A CJK font, so the page's Chinese labels are legible in the screenshots (not needed to pass).
+  if command -v dpkg >/dev/null && ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then
+    log "installing a CJK font for the browser screenshots (apt-get)"
+    $sudo apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1 ||
+      { $sudo apt-get update -qq && $sudo apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1; } ||
+      log "warning: fonts-wqy-microhei did not install; screenshots will show boxes for Chinese text"
+  fi
 }
 
 free_port() {

@@ -557,35 +557,20 @@ impl FakeDingTalk {
             return Err(format!("instance is {}", inst.status));
         }
         let now = now_ms();
-        let pos = inst
-            .tasks
-            .iter()
-            .position(|t| t.user_id == user_id && t.status == "RUNNING")
-            .ok_or_else(|| format!("{user_id} has no open task"))?;
         let verdict = if agree { "AGREE" } else { "REFUSE" };
-        let task = &mut inst.tasks[pos];
-        task.status = "COMPLETED".into();
-        task.result = verdict.into();
-        task.finish_time = Some(dingtalk_time(now));
-        let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
-        inst.records.push(FakeRecord {
-            user_id: user_id.into(),
-            date: dingtalk_time(now),
-            record_type: "EXECUTE_TASK_NORMAL".into(),
-            result: verdict.into(),
-            remark: (!remark.is_empty()).then(|| remark.to_string()),
-            show_name: "审批人".into(),
-            activity_id: Some(activity_id.clone()),
-        });
-        inner.events.push(task_event(
+        let activity_id = end_open_task(
             inst,
-            task_id,
+            &mut inner.events,
             user_id,
-            "finish",
-            Some(verdict),
+            TaskEnd {
+                status: "COMPLETED",
+                result: verdict,
+                record: ("EXECUTE_TASK_NORMAL", verdict, "审批人"),
+                event_result: verdict,
+            },
             remark,
             now,
-        ));
+        )?;
         let step = inst.steps.get(inst.current_step).cloned();
         let step_done = !agree
             || (!inst.waits_for_all && step.as_ref().is_none_or(|s| s.action_type != "AND"))
@@ -625,34 +610,19 @@ impl FakeDingTalk {
             .get_mut(instance_id)
             .ok_or("no such instance")?;
         let now = now_ms();
-        let pos = inst
-            .tasks
-            .iter()
-            .position(|t| t.user_id == from && t.status == "RUNNING")
-            .ok_or_else(|| format!("{from} has no open task"))?;
-        let task = &mut inst.tasks[pos];
-        task.status = "CANCELED".into();
-        task.result = "REDIRECTED".into();
-        task.finish_time = Some(dingtalk_time(now));
-        let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
-        inst.records.push(FakeRecord {
-            user_id: from.into(),
-            date: dingtalk_time(now),
-            record_type: "REDIRECT_TASK".into(),
-            result: "NONE".into(),
-            remark: (!remark.is_empty()).then(|| remark.to_string()),
-            show_name: "转交".into(),
-            activity_id: Some(activity_id.clone()),
-        });
-        inner.events.push(task_event(
+        let activity_id = end_open_task(
             inst,
-            task_id,
+            &mut inner.events,
             from,
-            "finish",
-            Some("redirect"),
+            TaskEnd {
+                status: "CANCELED",
+                result: "REDIRECTED",
+                record: ("REDIRECT_TASK", "NONE", "转交"),
+                event_result: "redirect",
+            },
             remark,
             now,
-        ));
+        )?;
         if let Some(step) = inst.steps.get_mut(inst.current_step) {
             for u in step.user_ids.iter_mut().filter(|u| *u == from) {
                 *u = to.to_string();
@@ -694,34 +664,19 @@ impl FakeDingTalk {
             return Err("no approvers to add".into());
         }
         let now = now_ms();
-        let pos = inst
-            .tasks
-            .iter()
-            .position(|t| t.user_id == by && t.status == "RUNNING")
-            .ok_or_else(|| format!("{by} has no open task"))?;
-        let task = &mut inst.tasks[pos];
-        task.status = "COMPLETED".into();
-        task.result = "AGREE".into();
-        task.finish_time = Some(dingtalk_time(now));
-        let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
-        inst.records.push(FakeRecord {
-            user_id: by.into(),
-            date: dingtalk_time(now),
-            record_type: "APPEND_TASK_AFTER".into(),
-            result: "AGREE".into(),
-            remark: (!remark.is_empty()).then(|| remark.to_string()),
-            show_name: "加签".into(),
-            activity_id: Some(activity_id.clone()),
-        });
-        inner.events.push(task_event(
+        let activity_id = end_open_task(
             inst,
-            task_id,
+            &mut inner.events,
             by,
-            "finish",
-            Some("AGREE"),
+            TaskEnd {
+                status: "COMPLETED",
+                result: "AGREE",
+                record: ("APPEND_TASK_AFTER", "AGREE", "加签"),
+                event_result: "AGREE",
+            },
             remark,
             now,
-        ));
+        )?;
         // An AND step still waits for its other approvers, and now for the added ones too; an OR
         // step was decided by `by`, and the added approvers take it over, all of them. The step's
         // own approvers stay as configured (a send-back restarts it with them).
@@ -775,34 +730,19 @@ impl FakeDingTalk {
             ));
         }
         let now = now_ms();
-        let pos = inst
-            .tasks
-            .iter()
-            .position(|t| t.user_id == by && t.status == "RUNNING")
-            .ok_or_else(|| format!("{by} has no open task"))?;
-        let task = &mut inst.tasks[pos];
-        task.status = "COMPLETED".into();
-        task.result = "NONE".into();
-        task.finish_time = Some(dingtalk_time(now));
-        let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
-        inst.records.push(FakeRecord {
-            user_id: by.into(),
-            date: dingtalk_time(now),
-            record_type: "REDIRECT_PROCESS".into(),
-            result: "NONE".into(),
-            remark: (!remark.is_empty()).then(|| remark.to_string()),
-            show_name: "退回".into(),
-            activity_id: Some(activity_id),
-        });
-        inner.events.push(task_event(
+        end_open_task(
             inst,
-            task_id,
+            &mut inner.events,
             by,
-            "finish",
-            Some("redirect"),
+            TaskEnd {
+                status: "COMPLETED",
+                result: "NONE",
+                record: ("REDIRECT_PROCESS", "NONE", "退回"),
+                event_result: "redirect",
+            },
             remark,
             now,
-        ));
+        )?;
         cancel_open_tasks(inst, &mut inner.events, now);
         inst.waits_for_all = false;
         inst.current_step = to_step;
@@ -985,6 +925,57 @@ fn instance_event(inst: &FakeInstance, kind: &str, result: Option<&str>, now: i6
         e.insert("result".into(), json!(r));
     }
     Value::Object(e)
+}
+
+/// How an approver's action ends their open task, as DingTalk shows it: the task's status and
+/// result, its operation record (type, result, shown name) and the pushed event's `result`.
+struct TaskEnd<'a> {
+    status: &'a str,
+    result: &'a str,
+    record: (&'a str, &'a str, &'a str),
+    event_result: &'a str,
+}
+
+/// Ends `user`'s open task, the first step of every approver action: the task, the operation
+/// record and the `finish` push. Returns the task's activity (its node).
+fn end_open_task(
+    inst: &mut FakeInstance,
+    events: &mut Vec<Value>,
+    user: &str,
+    end: TaskEnd<'_>,
+    remark: &str,
+    now: i64,
+) -> Result<String, String> {
+    let pos = inst
+        .tasks
+        .iter()
+        .position(|t| t.user_id == user && t.status == "RUNNING")
+        .ok_or_else(|| format!("{user} has no open task"))?;
+    let task = &mut inst.tasks[pos];
+    task.status = end.status.into();
+    task.result = end.result.into();
+    task.finish_time = Some(dingtalk_time(now));
+    let (task_id, activity_id) = (task.task_id, task.activity_id.clone());
+    let (record_type, record_result, show_name) = end.record;
+    inst.records.push(FakeRecord {
+        user_id: user.into(),
+        date: dingtalk_time(now),
+        record_type: record_type.into(),
+        result: record_result.into(),
+        remark: (!remark.is_empty()).then(|| remark.to_string()),
+        show_name: show_name.into(),
+        activity_id: Some(activity_id.clone()),
+    });
+    events.push(task_event(
+        inst,
+        task_id,
+        user,
+        "finish",
+        Some(end.event_result),
+        remark,
+        now,
+    ));
+    Ok(activity_id)
 }
 
 fn task_event(

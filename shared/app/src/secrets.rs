@@ -104,13 +104,12 @@ pub fn holds(src: &dyn Source, variable: &str) -> bool {
 }
 
 #[derive(Debug, Error)]
+#[error("{}: {}", self.variable(), self.problem())]
 pub enum SecretsError {
-    #[error("{variable}: the secret could not be read from Secrets Manager: {cause}")]
     Read {
         variable: &'static str,
         cause: String,
     },
-    #[error("{variable}: the secret must be a JSON object of strings with the keys {keys}")]
     Format {
         variable: &'static str,
         keys: String,
@@ -121,6 +120,18 @@ impl SecretsError {
     pub fn variable(&self) -> &'static str {
         match self {
             SecretsError::Read { variable, .. } | SecretsError::Format { variable, .. } => variable,
+        }
+    }
+
+    /// What is wrong, without the variable (a [`ConfigError`] names it itself).
+    pub fn problem(&self) -> String {
+        match self {
+            SecretsError::Read { cause, .. } => {
+                format!("the secret could not be read from Secrets Manager: {cause}")
+            }
+            SecretsError::Format { keys, .. } => {
+                format!("the secret must be a JSON object of strings with the keys {keys}")
+            }
         }
     }
 }
@@ -263,14 +274,7 @@ impl From<SecretsError> for ConfigError {
     fn from(e: SecretsError) -> ConfigError {
         ConfigError {
             variable: e.variable(),
-            problem: match e {
-                SecretsError::Read { cause, .. } => {
-                    format!("the secret could not be read from Secrets Manager: {cause}")
-                }
-                SecretsError::Format { keys, .. } => {
-                    format!("the secret must be a JSON object of strings with the keys {keys}")
-                }
-            },
+            problem: e.problem(),
         }
     }
 }

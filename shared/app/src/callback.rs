@@ -230,31 +230,17 @@ async fn apply_dingtalk(
             // A transfer or a send-back to an earlier node: the push does not say which, and
             // names neither the new approver nor the node; the instance does (one read).
             let detail = read_for_answer(app, &instance).await;
-            if let Some(back) = detail
+            if let Some((d, back)) = detail
                 .as_ref()
-                .and_then(|d| crate::backend::was_sent_back(d, &staff))
+                .and_then(|d| Some((d, crate::backend::was_sent_back(d, &staff)?)))
             {
-                let who = ticket
-                    .nodes
-                    .iter()
-                    .flat_map(|n| n.approvers.iter())
-                    .find(|a| a.person.backend_user_id == staff)
-                    .map_or(staff.clone(), |a| a.person.user_name.clone());
                 let note = format!(
-                    "{who} sent the ticket back to an earlier node: {}",
+                    "{} sent the ticket back to an earlier node: {}",
+                    ticket.name_of(&staff),
                     back.unwrap_or_default()
                 );
-                let nodes = crate::backend::nodes_from_instance(
-                    detail.as_ref().expect("read"),
-                    crate::http::now_ms(),
-                );
-                let mut events = vec![ApprovalEvent::NodesRead {
-                    nodes,
-                    note: Some(note.trim_end_matches(": ").to_string()),
-                    at,
-                }];
-                name_people(app, &ticket.tenant_id, &mut events).await?;
-                return fold(app, &ticket_id, Some(&event_id), &events).await;
+                let note = Some(note.trim_end_matches(": ").to_string());
+                return fold_nodes_read(app, &ticket, &event_id, d, note, at).await;
             }
             let target = detail
                 .as_ref()
@@ -293,13 +279,7 @@ async fn apply_dingtalk(
                 // Reconciliation reads it later.
                 return Ok(());
             };
-            let mut events = vec![ApprovalEvent::NodesRead {
-                nodes: crate::backend::nodes_from_instance(&detail, crate::http::now_ms()),
-                note: None,
-                at,
-            }];
-            name_people(app, &ticket.tenant_id, &mut events).await?;
-            return fold(app, &ticket_id, Some(&event_id), &events).await;
+            return fold_nodes_read(app, &ticket, &event_id, &detail, None, at).await;
         }
         ("bpms_task_change", "start", _) => {
             let person = person_for_backend_id(app, &ticket.tenant_id, &staff).await?;
@@ -372,8 +352,42 @@ async fn read_for_answer(app: &App, instance: &str) -> Option<dingtalk::Instance
     }
 }
 
-/// Names the approvers a read found that the ticket does not know, as Dataphin users.
-pub async fn name_people(app: &App, tenant: &str, events: &mut [ApprovalEvent]) -> AppResult<()> {
+/// Folds the nodes as the instance shows them (approvers added, a send-back), with a timeline
+/// `note`: for a push the ticket's plan cannot explain.
+async fn fold_nodes_read(
+    app: &App,
+    ticket: &Ticket,
+    event_id: &str,
+    detail: &dingtalk::InstanceDetail,
+    note: Option<String>,
+    at: i64,
+) -> AppResult<()> {
+    let mut events = vec![ApprovalEvent::NodesRead {
+        nodes: crate::backend::nodes_from_instance(detail, crate::http::now_ms()),
+        note,
+        at,
+    }];
+    name_people(app, ticket, &mut events).await?;
+    fold(app, &ticket.id, Some(event_id), &events).await
+}
+
+/// Names the approvers a read found as Dataphin users: those the ticket already holds by the
+/// person it holds (no lookup), the others (added, or joined by a transfer) through the mappings.
+pub async fn name_people(
+    app: &App,
+    ticket: &Ticket,
+    events: &mut [ApprovalEvent],
+) -> AppResult<()> {
+    let held = |backend_user_id: &str| {
+        ticket
+            .nodes
+            .iter()
+            .flat_map(|n| &n.approvers)
+            .map(|a| &a.person)
+            .find(|p| p.backend_user_id == backend_user_id)
+            .cloned()
+    };
+    let tenant = &ticket.tenant_id;
     for ev in events {
         match ev {
             ApprovalEvent::TaskStarted {
@@ -383,7 +397,10 @@ pub async fn name_people(app: &App, tenant: &str, events: &mut [ApprovalEvent]) 
             } => *person = Some(person_for_backend_id(app, tenant, backend_user_id).await?),
             ApprovalEvent::NodesRead { nodes, .. } => {
                 for a in nodes.iter_mut().flat_map(|n| n.approvers.iter_mut()) {
-                    a.person = Some(person_for_backend_id(app, tenant, &a.backend_user_id).await?);
+                    a.person = Some(match held(&a.backend_user_id) {
+                        Some(p) => p,
+                        None => person_for_backend_id(app, tenant, &a.backend_user_id).await?,
+                    });
                 }
             }
             _ => {}

@@ -91,7 +91,7 @@ pub async fn reconcile(app: &App, id: &str, now: i64) -> AppResult<()> {
     match polled {
         Ok(mut events) if !events.is_empty() => {
             // Approvers who joined by a transfer or were added are named as Dataphin users.
-            callback::name_people(app, &t.tenant_id, &mut events).await?;
+            callback::name_people(app, &t, &mut events).await?;
             callback::fold(app, id, None, &events).await?;
         }
         Ok(_) => {}

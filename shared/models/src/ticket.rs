@@ -522,6 +522,18 @@ pub enum Outcome {
 }
 
 impl Ticket {
+    /// The Dataphin name of a backend user on the ticket (an approver or the applicant), else
+    /// the backend id itself: how the timeline names who did something.
+    pub fn name_of(&self, backend_user_id: &str) -> String {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.approvers.iter())
+            .map(|a| &a.person)
+            .chain(std::iter::once(&self.applicant))
+            .find(|p| p.backend_user_id == backend_user_id)
+            .map_or_else(|| backend_user_id.to_owned(), |p| p.user_name.clone())
+    }
+
     /// Records an entry in the timeline.
     pub fn record(&mut self, at: i64, kind: &str, summary: impl Into<String>, details: Value) {
         self.history.push(HistoryEntry {
@@ -895,14 +907,7 @@ impl Ticket {
                 remark,
                 ..
             } => {
-                let who = self
-                    .nodes
-                    .iter()
-                    .flat_map(|n| n.approvers.iter())
-                    .map(|a| &a.person)
-                    .chain(std::iter::once(&self.applicant))
-                    .find(|p| &p.backend_user_id == backend_user_id)
-                    .map_or_else(|| backend_user_id.clone(), |p| p.user_name.clone());
+                let who = self.name_of(backend_user_id);
                 self.record(
                     at,
                     "comment",

@@ -125,33 +125,19 @@ impl Store {
             return Ok(out.item.as_ref().map(counts_of).unwrap_or_default());
         }
         let mut total = [0; 4];
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tickets)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(COUNTS_PK))
-                .expression_attribute_values(":prefix", s(&prefix))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            for item in out.items() {
-                // The rest of the key is one tenant id (which holds no `#`): a proposer whose
-                // name goes on past this one's with a `#` is someone else.
-                let sk = opt_s(item, "sk").unwrap_or_default();
-                if sk.strip_prefix(&prefix).is_some_and(|t| !t.contains('#')) {
-                    for (sum, c) in total.iter_mut().zip(counts_of(item)) {
-                        *sum += c;
-                    }
+        for item in &self
+            .items_with_prefix(COUNTS_PK.into(), &prefix, false)
+            .await?
+        {
+            // The rest of the key is one tenant id (which holds no `#`): a proposer whose name
+            // goes on past this one's with a `#` is someone else.
+            let sk = opt_s(item, "sk").unwrap_or_default();
+            if sk.strip_prefix(&prefix).is_some_and(|t| !t.contains('#')) {
+                for (sum, c) in total.iter_mut().zip(counts_of(item)) {
+                    *sum += c;
                 }
             }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(total),
-            }
         }
+        Ok(total)
     }
 }

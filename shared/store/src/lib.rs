@@ -48,6 +48,37 @@ impl Store {
         &self.client
     }
 
+    /// Every item of the tickets table's partition `pk` whose sort key begins with `prefix`, all
+    /// pages (kept events of an instance, a tenant's counters).
+    pub(crate) async fn items_with_prefix(
+        &self,
+        pk: String,
+        prefix: &str,
+        consistent: bool,
+    ) -> Result<Vec<item::Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tickets)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", item::s(pk.clone()))
+                .expression_attribute_values(":prefix", item::s(prefix))
+                .consistent_read(consistent)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(items),
+            }
+        }
+    }
+
     /// Proves the tickets table answers (connect, init warm-up): one strongly consistent read of a
     /// key that never exists. It lies in the rules partition, the one part of the tickets table
     /// every function may read (the admin function's grant is limited to it).

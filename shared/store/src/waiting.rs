@@ -56,31 +56,15 @@ impl Store {
     /// Every event kept for this instance, oldest key first (strongly consistent, so a create
     /// that linked the instance sees every event kept before).
     pub async fn waiting_events(&self, instance_id: &str) -> Result<Vec<WaitingEvent>, StoreError> {
+        let items = self
+            .items_with_prefix(instance_pk(instance_id), WAITING_PREFIX, true)
+            .await?;
         let mut events = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tickets)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(instance_pk(instance_id)))
-                .expression_attribute_values(":prefix", s(WAITING_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            for it in out.items() {
-                if let (Some(key), Some(source), Some(body)) =
-                    (opt_s(it, "sk"), opt_s(it, "source"), opt_s(it, "body"))
-                {
-                    events.push(WaitingEvent { key, source, body });
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
+        for it in &items {
+            if let (Some(key), Some(source), Some(body)) =
+                (opt_s(it, "sk"), opt_s(it, "source"), opt_s(it, "body"))
+            {
+                events.push(WaitingEvent { key, source, body });
             }
         }
         Ok(events)

@@ -145,8 +145,11 @@ async fn doctor_with(
     for (k, v) in overrides {
         env.insert((*k).into(), (*v).into());
     }
+    // One file per run: tests run side by side, and two of them can start in the same millisecond.
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let file = std::env::temp_dir().join(format!(
-        "doctor-{}-{}.env",
+        "doctor-{}-{}-{run}.env",
         std::process::id(),
         harness::now_ms()
     ));

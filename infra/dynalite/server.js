@@ -14,9 +14,17 @@
 //   not exactly one of Put, Update, Delete, ConditionCheck (ValidationException);
 // - a failed condition cancels the whole transaction with TransactionCanceledException and one
 //   CancellationReason per action (`ConditionalCheckFailed` where it failed, `None` elsewhere).
+//
+// With `--streams DIR` it also keeps DynamoDB Streams' side of the tables created with a
+// StreamSpecification: every write that changes an item appends that change's stream record
+// (INSERT, MODIFY or REMOVE, with the new image) to DIR/<table>.jsonl before the write is
+// answered, so a record exists exactly when the write happened and survives a crash, as in AWS.
+// A write that changes nothing gets no record (as in DynamoDB). `bridge streams` plays Lambda's
+// event source mapping over these files.
 
 'use strict'
 
+const fs = require('fs')
 const http = require('http')
 const path = require('path')
 
@@ -42,6 +50,8 @@ class WriteLock {
 }
 
 const lock = new WriteLock()
+const streamsDir = argv.streams ? path.resolve(String(argv.streams)) : null
+if (streamsDir) fs.mkdirSync(streamsDir, { recursive: true })
 let port
 /// Key attribute names by table, from DescribeTable (forgotten when any table is created or deleted).
 const keySchemas = new Map()
@@ -136,7 +146,13 @@ async function transactWriteItems (body) {
     seen.add(id)
     actions.push({ kind, action, key })
   }
-  return lock.run(() => applyAll(actions))
+  return lock.run(async () => {
+    const items = streamsDir ? await touched('TransactWriteItems', body) : []
+    const before = await imagesBefore(items)
+    const done = await applyAll(actions)
+    if (done.status === 200 && items.length) await appendRecords(items, before)
+    return done
+  })
 }
 
 /// Applies the actions in order; on the first failure restores what was applied and cancels.
@@ -205,6 +221,164 @@ async function restore (undo) {
   }
 }
 
+
+// ---- DynamoDB Streams' side (--streams DIR) ----
+
+const streamFile = (table) => path.join(streamsDir, table + '.jsonl')
+const streamSpecFile = (table) => path.join(streamsDir, table + '.stream.json')
+/// Next sequence number by table (recovered from the file's last line after a restart).
+const sequences = new Map()
+
+function streamViewOf (table) {
+  if (!streamsDir) return null
+  try { return JSON.parse(fs.readFileSync(streamSpecFile(table), 'utf8')).StreamViewType || 'NEW_IMAGE' }
+  catch { return null }
+}
+
+function nextSequence (table) {
+  if (!sequences.has(table)) {
+    let last = 0
+    try {
+      const lines = fs.readFileSync(streamFile(table), 'utf8').trimEnd().split('\n')
+      const tail = lines[lines.length - 1]
+      if (tail) last = Number(JSON.parse(tail).dynamodb.SequenceNumber)
+    }
+    catch {}
+    sequences.set(table, last)
+  }
+  const n = sequences.get(table) + 1
+  sequences.set(table, n)
+  return n
+}
+
+/// Attribute values with their keys sorted, so two images compare by content.
+function canonical (value) {
+  if (Array.isArray(value)) return value.map(canonical)
+  if (value && typeof value === 'object') {
+    const out = {}
+    for (const k of Object.keys(value).sort()) out[k] = canonical(value[k])
+    return out
+  }
+  return value
+}
+
+async function currentItem (table, key) {
+  const r = await call('GetItem', { TableName: table, Key: key, ConsistentRead: true })
+  return r.status === 200 ? (r.body.Item || null) : null
+}
+
+/// The items a write request touches, as [table, key] pairs (tables with a stream only).
+async function touched (operation, body) {
+  const out = []
+  const add = async (table, source) => {
+    if (!source || !streamViewOf(table)) return
+    let schema
+    try { schema = await keySchemaOf(keySchemas, table) }
+    catch { return }
+    const key = {}
+    for (const attr of schema) { if (source[attr]) key[attr] = source[attr] }
+    if (Object.keys(key).length === schema.length) out.push([table, key])
+  }
+  if (operation === 'PutItem') await add(body.TableName, body.Item)
+  else if (operation === 'UpdateItem' || operation === 'DeleteItem') await add(body.TableName, body.Key)
+  else if (operation === 'BatchWriteItem') {
+    for (const [table, requests] of Object.entries(body.RequestItems || {})) {
+      for (const r of requests) await add(table, r.PutRequest ? r.PutRequest.Item : r.DeleteRequest && r.DeleteRequest.Key)
+    }
+  }
+  else if (operation === 'TransactWriteItems') {
+    for (const item of body.TransactItems || []) {
+      const kind = Object.keys(item || {})[0]
+      if (kind === 'ConditionCheck') continue
+      const a = item[kind] || {}
+      await add(a.TableName, kind === 'Put' ? a.Item : a.Key)
+    }
+  }
+  return out
+}
+
+/// The items' images before a write (the caller holds the write lock).
+async function imagesBefore (items) {
+  const before = []
+  for (const [table, key] of items) before.push(await currentItem(table, key))
+  return before
+}
+
+/// Appends one stream record per item the write changed (the caller holds the write lock).
+async function appendRecords (items, before) {
+  const lines = new Map()
+  for (let i = 0; i < items.length; i++) {
+    const [table, key] = items[i]
+    const after = await currentItem(table, key)
+    const old = before[i]
+    if (JSON.stringify(canonical(old)) === JSON.stringify(canonical(after))) continue
+    const seq = nextSequence(table)
+    const view = streamViewOf(table)
+    const change = {
+      ApproximateCreationDateTime: Math.floor(Date.now() / 1000),
+      Keys: key,
+      SequenceNumber: String(seq).padStart(21, '0'),
+      SizeBytes: Buffer.byteLength(JSON.stringify(after || key)),
+      StreamViewType: view,
+    }
+    if (after && view !== 'KEYS_ONLY' && view !== 'OLD_IMAGE') change.NewImage = after
+    if (old && (view === 'OLD_IMAGE' || view === 'NEW_AND_OLD_IMAGES')) change.OldImage = old
+    const record = {
+      eventID: String(seq),
+      eventName: !old ? 'INSERT' : !after ? 'REMOVE' : 'MODIFY',
+      eventVersion: '1.1',
+      eventSource: 'aws:dynamodb',
+      awsRegion: 'us-east-1',
+      dynamodb: change,
+      eventSourceARN: `arn:aws:dynamodb:us-east-1:000000000000:table/${table}/stream/local`,
+    }
+    if (!lines.has(table)) lines.set(table, [])
+    lines.get(table).push(JSON.stringify(record) + '\n')
+  }
+  for (const [table, chunk] of lines) fs.appendFileSync(streamFile(table), chunk.join(''))
+}
+
+/// A plain write on a table with a stream: the write and its records under the write lock.
+function writeWithRecords (operation, body, res) {
+  return lock.run(async () => {
+    const items = await touched(operation, body)
+    const before = await imagesBefore(items)
+    const done = await call(operation, body)
+    if (done.status === 200 && items.length) await appendRecords(items, before)
+    send(res, done)
+  })
+}
+
+/// CreateTable and DeleteTable: the stream's files follow the table.
+function tableChange (operation, body, res) {
+  call(operation, body).then((done) => {
+    keySchemas.clear()
+    if (done.status === 200 && streamsDir && body.TableName) {
+      const spec = body.StreamSpecification
+      for (const f of [streamFile(body.TableName), streamSpecFile(body.TableName)]) {
+        try { fs.unlinkSync(f) }
+        catch {}
+      }
+      sequences.delete(body.TableName)
+      if (operation === 'CreateTable' && spec && spec.StreamEnabled) {
+        fs.writeFileSync(streamSpecFile(body.TableName), JSON.stringify(spec))
+      }
+    }
+    send(res, done)
+  }, (e) => send(res, { status: 500, body: { __type: 'InternalFailure', message: String(e && e.message || e) } }))
+}
+
+function readBody (req, then) {
+  const chunks = []
+  req.on('data', (c) => chunks.push(c))
+  req.on('end', () => {
+    let body
+    try { body = JSON.parse(Buffer.concat(chunks).toString() || '{}') }
+    catch { body = null }
+    then(body)
+  })
+}
+
 function send (res, { status, body }) {
   const text = JSON.stringify(body)
   res.statusCode = status
@@ -221,8 +395,18 @@ server.on('request', (req, res) => {
   const target = String(req.headers['x-amz-target'] || '')
   const operation = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : ''
   if (operation === 'CreateTable' || operation === 'DeleteTable') keySchemas.clear()
+  if (streamsDir && !req.headers[INTERNAL] && (operation === 'CreateTable' || operation === 'DeleteTable')) {
+    return readBody(req, (body) => body
+      ? tableChange(operation, body, res)
+      : send(res, { status: 400, body: { __type: 'com.amazon.coral.service#SerializationException' } }))
+  }
   if (req.headers[INTERNAL] || !(WRITES.has(operation) || operation === 'TransactWriteItems')) {
     return handle(req, res)
+  }
+  if (streamsDir && operation !== 'TransactWriteItems') {
+    return readBody(req, (body) => body
+      ? writeWithRecords(operation, body, res)
+      : send(res, { status: 400, body: { __type: 'com.amazon.coral.service#SerializationException' } }))
   }
   if (operation !== 'TransactWriteItems') {
     // Held until dynalite has answered, so no write lands inside a transaction.

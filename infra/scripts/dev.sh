@@ -66,7 +66,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 mkdir -p "$DATA_DIR/dynalite"
-start_dynalite "$DYNAMO_PORT" "$DATA_DIR/dynalite.log" --path "$DATA_DIR/dynalite"
+start_dynalite "$DYNAMO_PORT" "$DATA_DIR/dynalite.log" --path "$DATA_DIR/dynalite" \
+  --streams "$DATA_DIR/streams"
 GROUPS_STARTED+=("$DYNALITE_PID")
 log "dynalite on 127.0.0.1:$DYNAMO_PORT (data in $DATA_DIR/dynalite)"
 
@@ -184,6 +185,12 @@ wait_warm
 
 # EventBridge runs dispatch on a schedule in AWS; here a loop sends it the same scheduled event,
 # and a failed run lands in dead-letters.jsonl as it lands in the dead-letter queue there.
+# The tickets table's stream, handed to dispatch as the template's TicketStream event does.
+RUST_LOG=warn setsid "$TARGET_DIR/debug/bridge" streams "$(env_value TICKETS_TABLE)" "$WATCH_PORT" \
+  "$DATA_DIR" >"$DATA_DIR/streams.log" 2>&1 &
+GROUPS_STARTED+=("$!")
+log "stream runner: $DATA_DIR/streams -> dispatch (log $DATA_DIR/streams.log)"
+
 setsid bash infra/scripts/dispatch_ticker.sh "$INVOKE_PORT" "$DISPATCH_EVERY_SECONDS" \
   "$DATA_DIR/dead-letters.jsonl" &
 GROUPS_STARTED+=("$!")

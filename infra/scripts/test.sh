@@ -17,22 +17,26 @@ ensure_venv
 ensure_chromium
 
 DYNALITE_LOG="$(mktemp -t bridge-dynalite.XXXXXX.log)"
+STREAMS_DIR="$(mktemp -d -t bridge-streams.XXXXXX)"
 DYNALITE_PID=""
 cleanup() {
   trap - INT TERM EXIT
   [[ -z "$DYNALITE_PID" ]] || stop_group "$DYNALITE_PID"
-  rm -f "$DYNALITE_LOG"
+  rm -rf "$DYNALITE_LOG" "$STREAMS_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 DYNAMO_PORT="$(free_port)"
-# In memory, and tables become ACTIVE after 20 ms instead of 500 ms (still not instantly).
-start_dynalite "$DYNAMO_PORT" "$DYNALITE_LOG" --createTableMs 20 --deleteTableMs 20 --updateTableMs 20
-log "dynalite for the tests on 127.0.0.1:$DYNAMO_PORT"
+# In memory, and tables become ACTIVE after 20 ms instead of 500 ms (still not instantly); the
+# tables' stream records go to STREAMS_DIR, where each test's stream runner reads its own table's.
+start_dynalite "$DYNAMO_PORT" "$DYNALITE_LOG" --createTableMs 20 --deleteTableMs 20 --updateTableMs 20 \
+  --streams "$STREAMS_DIR"
+log "dynalite for the tests on 127.0.0.1:$DYNAMO_PORT (streams in $STREAMS_DIR)"
 
 export BRIDGE_TEST_DYNAMODB="http://127.0.0.1:$DYNAMO_PORT"
+export BRIDGE_TEST_DYNAMODB_STREAMS="$STREAMS_DIR"
 export DINGTALK_INTEROP_PYTHON="$ROOT/.venv/bin/python"
 # moto's server, a Secrets Manager the secrets tests start on a free port of their own.
 export BRIDGE_TEST_MOTO="$ROOT/.venv/bin/moto_server"

@@ -10,6 +10,8 @@ use aws_sdk_dynamodb::config::{Credentials, Region};
 use lambda_http::{Body, Request};
 use serde_json::{json, Value};
 
+pub use sandbox::streams::{Invoke, Mapping, StreamRunner};
+
 use crate::fake_bpm::FakeBpm;
 use crate::fake_dataphin::FakeDataphin;
 use crate::fake_dingtalk::FakeDingTalk;
@@ -74,9 +76,44 @@ pub struct Bridge {
     pub dingtalk: FakeDingTalk,
     pub dataphin: FakeDataphin,
     pub bpm: FakeBpm,
+    /// The dispatch function's stream event source over this bridge's tickets table.
+    pub stream: tokio::sync::Mutex<StreamRunner>,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Where the test run's local DynamoDB writes its tables' stream records (`--streams`).
+pub fn streams_dir() -> PathBuf {
+    std::env::var("BRIDGE_TEST_DYNAMODB_STREAMS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            panic!("BRIDGE_TEST_DYNAMODB_STREAMS is not set: run the tests with `make test`, which starts dynalite with --streams")
+        })
+}
+
+/// The stream runner of a tickets table, with the template's filter and a quick first retry.
+pub fn stream_runner(tickets_table: &str) -> StreamRunner {
+    let mut mapping = Mapping::new(&app::stream::FILTER_PATTERNS, "dispatch");
+    mapping.retry_pause = std::time::Duration::from_millis(50);
+    StreamRunner::new(
+        streams_dir().join(format!("{tickets_table}.jsonl")),
+        None,
+        mapping,
+    )
+}
+
+/// Invokes the dispatch function's handler in-process with `app`, as Lambda invokes it.
+pub fn dispatch_invoke(app: &App) -> Invoke {
+    let app = app.clone();
+    std::sync::Arc::new(move |event: Value| {
+        let app = app.clone();
+        Box::pin(async move {
+            dispatch::handle(&app, event)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    })
+}
 
 /// The DynamoDB-compatible server of this test run.
 pub fn dynamo_endpoint() -> String {
@@ -205,6 +242,7 @@ impl Bridge {
         let app = App::build(config, client).expect("app builds");
         let bridge = Bridge {
             app,
+            stream: tokio::sync::Mutex::new(stream_runner(&tickets)),
             env,
             dingtalk,
             dataphin,
@@ -233,7 +271,8 @@ impl Bridge {
         }
     }
 
-    /// Sends one HTTP request to a function's handler, as API Gateway would.
+    /// Sends one HTTP request to a function's handler, as API Gateway would, then lets the
+    /// stream hand over the work the request's writes started (see [`Bridge::settle`]).
     pub async fn request(
         &self,
         function: Function,
@@ -242,7 +281,28 @@ impl Bridge {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Value) {
+        let answer = self.answer(function, method, path_and_query, headers, body).await;
+        self.settle().await;
+        answer
+    }
+
+    /// The answer alone: the work after it is left on the stream (a later [`Bridge::settle`]).
+    pub async fn answer(
+        &self,
+        function: Function,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
         call(&self.app, function, method, path_and_query, headers, body).await
+    }
+
+    /// Hands every stream record written so far (and those the work writes) to the dispatch
+    /// function, as Lambda's event source mapping does; returns how many passed the filter.
+    pub async fn settle(&self) -> usize {
+        let invoke = dispatch_invoke(&self.app);
+        self.stream.lock().await.drain(&invoke).await
     }
 
     /// `accessToken` and a fresh `timestamp`, as Dataphin sends them.
@@ -338,9 +398,11 @@ impl Bridge {
 
     /// One run of the scheduled dispatcher at `now`.
     pub async fn run_dispatcher(&self, now: i64) -> app::dispatch::RunReport {
-        app::dispatch::run(&self.app, now)
+        let report = app::dispatch::run(&self.app, now)
             .await
-            .expect("dispatcher run")
+            .expect("dispatcher run");
+        self.settle().await;
+        report
     }
 
     pub async fn ticket(&self, id: &str) -> models::ticket::Ticket {

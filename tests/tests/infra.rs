@@ -205,6 +205,18 @@ fn check_table(template: &Value, logical: &str, def: &TableDef) {
         ),
     }
 
+    match &def.stream_view {
+        Some(view) => assert_eq!(
+            props["StreamSpecification"],
+            json!({"StreamViewType": view}),
+            "{logical}: stream"
+        ),
+        None => assert!(
+            props.get("StreamSpecification").is_none(),
+            "{logical}: stream"
+        ),
+    }
+
     let indexes: BTreeMap<&str, &Value> = props["GlobalSecondaryIndexes"]
         .as_array()
         .map(|list| {

@@ -8,8 +8,8 @@ async fn main() -> Result<(), Error> {
     app::telemetry::init();
     let app = app::App::from_env().await?;
     let app = &app;
-    run(service_fn(move |_event: LambdaEvent<Value>| async move {
-        dispatch::handle(app)
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        dispatch::handle(app, event.payload)
             .await
             .map_err(|e| Error::from(e.to_string()))
     }))

@@ -26,7 +26,7 @@ use models::rules::{RulesDocument, RulesError};
 use store::schema::{self, SchemaError};
 use thiserror::Error;
 
-const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file> | bridge sandbox | bridge gateway <port> <cargo-lambda-port> | bridge doctor [--env-file FILE] [--bridge-url URL] | bridge create-template [--env-file FILE] [--name NAME] [--process-code CODE]";
+const USAGE: &str = "usage: bridge create-tables | bridge validate-rules <file> | bridge sandbox | bridge gateway <port> <cargo-lambda-port> | bridge streams <table> <cargo-lambda-port> <data-dir> | bridge doctor [--env-file FILE] [--bridge-url URL] | bridge create-template [--env-file FILE] [--name NAME] [--process-code CODE]";
 
 #[derive(Debug, Error)]
 enum CliError {
@@ -74,6 +74,7 @@ fn main() -> ExitCode {
         ["doctor", ref rest @ ..] => return run_doctor(rest),
         ["sandbox"] => run_sandbox(),
         ["gateway", port, upstream] => run_gateway(port, upstream),
+        ["streams", table, port, data_dir] => run_streams(table, port, data_dir),
         ["create-template", ref rest @ ..] => create_template(rest),
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
@@ -160,6 +161,35 @@ fn run_gateway(port: &str, upstream: &str) -> Result<String, CliError> {
         .map_err(CliError::Runtime)?;
     runtime.block_on(sandbox::gateway::run(addr, upstream, routes))?;
     Ok("gateway stopped".into())
+}
+
+/// `make dev`'s stand-in of the dispatch function's `TicketStream` event source mapping: the
+/// tickets table's stream records (written by the local DynamoDB into DATA_DIR/streams) handed to
+/// `dispatch` through cargo lambda's invoke API on 127.0.0.1:PORT, with the template's filter,
+/// retries and dead-letter destination (DATA_DIR/dead-letters.jsonl).
+fn run_streams(table: &str, port: &str, data_dir: &str) -> Result<String, CliError> {
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| CliError::Port(port.to_owned()))?;
+    let dir = std::path::Path::new(data_dir);
+    let mut mapping = sandbox::streams::Mapping::new(&app::stream::FILTER_PATTERNS, "dispatch");
+    mapping.dead_letters = Some(dir.join("dead-letters.jsonl"));
+    let invoke = sandbox::streams::http_invoke(
+        format!("http://127.0.0.1:{port}"),
+        "dispatch".into(),
+        std::time::Duration::from_secs(120),
+    );
+    let runner = sandbox::streams::StreamRunner::new(
+        dir.join("streams").join(format!("{table}.jsonl")),
+        Some(dir.join("streams").join(format!("{table}.checkpoint"))),
+        mapping,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(runner.run(std::time::Duration::from_millis(20), invoke));
+    Ok("stream runner stopped".into())
 }
 
 fn validate_rules(path: &str) -> Result<String, CliError> {

@@ -12,3 +12,4 @@ pub mod fake_dingtalk;
 pub mod gateway;
 pub mod scenarios;
 pub mod server;
+pub mod streams;

@@ -3,7 +3,6 @@
 //! ticket, and the resulting change is reported to Dataphin.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crypto::MessageCrypto;
 use models::ticket::{ApprovalEvent, Outcome, Ticket, Verdict};
@@ -11,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::config::DingTalkSettings;
 use crate::mapping::person_for_backend_id;
-use crate::{delivery, tickets, App, AppError, AppResult};
+use crate::{tickets, App, AppError, AppResult};
 
 /// DingTalk event bodies are small; anything bigger is not DingTalk.
 const MAX_EVENT_BODY: usize = 64 * 1024;
@@ -29,7 +28,10 @@ fn dingtalk_crypto(s: &DingTalkSettings) -> AppResult<MessageCrypto> {
     .map_err(|e| AppError::Internal(format!("DingTalk callback key: {e}")))
 }
 
-/// `POST /callback/dingtalk`: verify, decrypt, fold, and answer with the encrypted `success`.
+/// `POST /callback/dingtalk`: verify, decrypt, record, and answer with the encrypted `success`.
+/// The answer waits on one conditional write and no outbound call (DingTalk allows 1.5 s and
+/// re-sends what is answered late); the tickets table's stream carries the record to
+/// [`apply_recorded`], which folds it and whose ticket write hands the result to the delivery.
 pub async fn dingtalk(app: &App, query: &HashMap<String, String>, body: &[u8]) -> AppResult<Value> {
     let settings = match &app.backend {
         crate::backend::Backend::DingTalk { settings, .. } => settings,
@@ -74,11 +76,11 @@ pub async fn dingtalk(app: &App, query: &HashMap<String, String>, body: &[u8]) -
         .and_then(Value::as_str)
         .unwrap_or_default();
     tracing::info!(event_type, "DingTalk event");
-    match event_type {
-        "bpms_task_change" | "bpms_instance_change" => {
-            handle_dingtalk_event(app, event_type, &event).await?
-        }
-        _ => {}
+    if let "bpms_task_change" | "bpms_instance_change" = event_type {
+        let instance = text(&event, "processInstanceId")
+            .ok_or_else(|| AppError::InvalidField("processInstanceId is missing".into()))?;
+        let key = dingtalk_event_id(event_type, &instance, &event);
+        record(app, &instance, SOURCE_DINGTALK, &key, &event).await?;
     }
     let sealed = crypto.seal_now(b"success");
     Ok(
@@ -113,39 +115,15 @@ fn dingtalk_event_id(event_type: &str, instance: &str, e: &Value) -> String {
     })
 }
 
-async fn handle_dingtalk_event(app: &App, event_type: &str, e: &Value) -> AppResult<()> {
-    let Some(instance) = text(e, "processInstanceId") else {
-        return Err(AppError::InvalidField(
-            "processInstanceId is missing".into(),
-        ));
-    };
-    match app.store.ticket_for_instance(&instance).await? {
-        Some(ticket_id) => apply_dingtalk(app, &ticket_id, &instance, event_type, e).await,
-        None => {
-            let key = dingtalk_event_id(event_type, &instance, e);
-            keep_early(app, &instance, SOURCE_DINGTALK, &key, e).await
-        }
-    }
-}
-
 const SOURCE_DINGTALK: &str = "dingtalk";
 const SOURCE_WEBHOOK: &str = "webhook";
 
-/// Keeps an event whose instance is not linked to a ticket yet (DingTalk pushes `start` and even
-/// `finish` before its create reply reaches the bridge). The create applies it when it links the
-/// instance; if the create linked it meanwhile (and looked before this event was kept), this
-/// call applies it itself, so the event is never answered and forgotten. Events of instances that
-/// are not ours just wait until their TTL ends.
-async fn keep_early(
-    app: &App,
-    instance: &str,
-    source: &str,
-    key: &str,
-    e: &Value,
-) -> AppResult<()> {
-    tracing::info!(instance_id = %instance, source, "event before its instance was linked: kept");
-    app.store
-        .keep_waiting_event(
+/// Records an event before it is answered (the answer path's one write). A re-sent copy whose
+/// first is still recorded writes nothing and starts no work.
+async fn record(app: &App, instance: &str, source: &str, key: &str, e: &Value) -> AppResult<()> {
+    let recorded = app
+        .store
+        .record_event(
             instance,
             source,
             key,
@@ -153,49 +131,79 @@ async fn keep_early(
             crate::http::now_ms() / 1000,
         )
         .await?;
-    if app.store.ticket_for_instance(instance).await?.is_some() {
-        apply_waiting(app, instance).await?;
-    }
+    tracing::info!(
+        instance_id = %instance,
+        source,
+        again = recorded == store::Recorded::Again,
+        "event recorded"
+    );
     Ok(())
 }
 
-/// Applies every event kept for `instance` to its ticket and removes it. Called by the create once
-/// it has linked the instance, by a late early event, and by reconciliation (the safety net when a
-/// create died between linking and applying). An event that can never apply is logged and dropped.
+/// Applies one recorded event (its record's stream INSERT) if its instance is linked. If not, the
+/// event waits: the link's own write (a create's reply arriving after DingTalk's pushes) starts
+/// [`apply_waiting`], which applies it then. Either this or that sees the other's write, so the
+/// event is never answered and forgotten.
+pub async fn apply_recorded(
+    app: &App,
+    instance: &str,
+    recorded: &store::RecordedEvent,
+) -> AppResult<()> {
+    match app.store.ticket_for_instance(instance).await? {
+        Some(ticket_id) => apply_one(app, &ticket_id, instance, recorded).await,
+        None => {
+            tracing::info!(instance_id = %instance, "event before its instance was linked: it waits");
+            Ok(())
+        }
+    }
+}
+
+/// Applies every event recorded for `instance` to its ticket and removes it. Started by the
+/// instance link's write, and by reconciliation (the safety net when that work failed).
 pub async fn apply_waiting(app: &App, instance: &str) -> AppResult<()> {
     let Some(ticket_id) = app.store.ticket_for_instance(instance).await? else {
         return Ok(());
     };
-    for w in app.store.waiting_events(instance).await? {
-        let e: Value = match serde_json::from_str(&w.body) {
-            Ok(v) => v,
-            Err(err) => {
-                tracing::warn!(instance_id = %instance, error = %err, "kept event unreadable: dropped");
-                app.store.drop_waiting_event(instance, &w.key).await?;
-                continue;
-            }
-        };
-        let result = match w.source.as_str() {
+    for recorded in app.store.recorded_events(instance).await? {
+        apply_one(app, &ticket_id, instance, &recorded).await?;
+    }
+    Ok(())
+}
+
+/// Folds one recorded event into its ticket, then removes the record. A failure that a retry can
+/// heal (DynamoDB, DingTalk unavailable) keeps the record and fails the caller, so the stream
+/// retries it; an event that can never apply is logged and removed.
+async fn apply_one(
+    app: &App,
+    ticket_id: &str,
+    instance: &str,
+    recorded: &store::RecordedEvent,
+) -> AppResult<()> {
+    let result = match serde_json::from_str::<Value>(&recorded.body) {
+        Err(err) => Err(AppError::InvalidJson(format!("recorded event: {err}"))),
+        Ok(e) => match recorded.source.as_str() {
             SOURCE_DINGTALK => {
                 let event_type = text(&e, "EventType").unwrap_or_default();
-                apply_dingtalk(app, &ticket_id, instance, &event_type, &e).await
+                apply_dingtalk(app, ticket_id, instance, &event_type, &e).await
             }
-            SOURCE_WEBHOOK => apply_webhook(app, &ticket_id, &e, crate::http::now_ms()).await,
-            other => Err(AppError::InvalidField(format!("kept event source {other}"))),
-        };
-        match result {
-            Ok(()) => {}
-            Err(
-                err @ (AppError::InvalidField(_)
-                | AppError::InvalidJson(_)
-                | AppError::UnmappedUser(_)),
-            ) => {
-                tracing::warn!(instance_id = %instance, error = %err, "kept event cannot apply: dropped");
-            }
-            Err(err) => return Err(err),
+            SOURCE_WEBHOOK => apply_webhook(app, ticket_id, &e, crate::http::now_ms()).await,
+            other => Err(AppError::InvalidField(format!(
+                "recorded event source {other}"
+            ))),
+        },
+    };
+    match result {
+        Ok(()) => {}
+        Err(
+            err @ (AppError::InvalidField(_) | AppError::InvalidJson(_) | AppError::UnmappedUser(_)),
+        ) => {
+            tracing::warn!(instance_id = %instance, error = %err, "recorded event cannot apply: dropped");
         }
-        app.store.drop_waiting_event(instance, &w.key).await?;
+        Err(err) => return Err(err),
     }
+    app.store
+        .drop_recorded_event(instance, &recorded.key)
+        .await?;
     Ok(())
 }
 
@@ -229,22 +237,17 @@ async fn apply_dingtalk(
         ("bpms_task_change", _, "redirect") => {
             // A transfer or a send-back to an earlier node: the push does not say which, and
             // names neither the new approver nor the node; the instance does (one read).
-            let detail = read_for_answer(app, &instance).await;
-            if let Some((d, back)) = detail
-                .as_ref()
-                .and_then(|d| Some((d, crate::backend::was_sent_back(d, &staff)?)))
-            {
+            let detail = read_instance(app, &instance).await?;
+            if let Some(back) = crate::backend::was_sent_back(&detail, &staff) {
                 let note = format!(
                     "{} sent the ticket back to an earlier node: {}",
                     ticket.name_of(&staff),
                     back.unwrap_or_default()
                 );
                 let note = Some(note.trim_end_matches(": ").to_string());
-                return fold_nodes_read(app, &ticket, &event_id, d, note, at).await;
+                return fold_nodes_read(app, &ticket, &event_id, &detail, note, at).await;
             }
-            let target = detail
-                .as_ref()
-                .and_then(|d| redirect_target(d, &ticket, text(e, "taskId").as_deref(), &staff));
+            let target = redirect_target(&detail, &ticket, text(e, "taskId").as_deref(), &staff);
             let to = match target {
                 Some(user) => Some(person_for_backend_id(app, &ticket.tenant_id, &user).await?),
                 None => None,
@@ -275,10 +278,7 @@ async fn apply_dingtalk(
         ("bpms_task_change", "start", _) if !fits_the_plan(&ticket, &staff) => {
             // A task for someone the open node does not expect: approvers were added, or the
             // instance went back to an earlier node. The instance shows where each node stands.
-            let Some(detail) = read_for_answer(app, &instance).await else {
-                // Reconciliation reads it later.
-                return Ok(());
-            };
+            let detail = read_instance(app, &instance).await?;
             return fold_nodes_read(app, &ticket, &event_id, &detail, None, at).await;
         }
         ("bpms_task_change", "start", _) => {
@@ -329,27 +329,19 @@ fn fits_the_plan(ticket: &Ticket, user: &str) -> bool {
     })
 }
 
-/// Reads the instance within [`ANSWER_READ_BUDGET`], for an event that needs it; `None` when
-/// DingTalk cannot say now (reconciliation reads it later).
-async fn read_for_answer(app: &App, instance: &str) -> Option<dingtalk::InstanceDetail> {
+/// Reads the instance, for an event that needs it. A failure fails the event's application,
+/// so the stream retries it (and reconciliation reads the instance if those retries run out).
+async fn read_instance(app: &App, instance: &str) -> AppResult<dingtalk::InstanceDetail> {
     let crate::backend::Backend::DingTalk { client, .. } = &app.backend else {
-        return None;
+        return Err(AppError::Internal(
+            "a DingTalk event needs the DingTalk backend".into(),
+        ));
     };
     crate::metrics::dingtalk_call("get").emit();
-    match tokio::time::timeout(ANSWER_READ_BUDGET, client.get_instance(instance)).await {
-        Ok(Ok(d)) => Some(d),
-        Err(_) => {
-            tracing::warn!(
-                instance_id = instance,
-                "instance read too slow for the answer"
-            );
-            None
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(instance_id = instance, error = %e, "instance read failed");
-            None
-        }
-    }
+    client.get_instance(instance).await.map_err(|e| {
+        tracing::warn!(instance_id = instance, error = %e, "instance read failed");
+        AppError::BackendUnavailable(e.to_string())
+    })
 }
 
 /// Folds the nodes as the instance shows them (approvers added, a send-back), with a timeline
@@ -468,41 +460,15 @@ pub async fn fold(
         Ok(true)
     })
     .await?;
+    // A change makes a result due: the ticket's write is the stream record that delivers it.
     if changed {
-        deliver_within_answer(app, ticket_id).await;
+        tracing::info!(ticket_id, "events folded");
     }
     Ok(())
 }
 
-/// How long an answer (to DingTalk, the BPM, or a create decided at once) may wait on the
-/// delivery its change caused. DingTalk allows 1.5 s; a slow or hanging Dataphin must not make the
-/// bridge miss that. The change is already stored and due, so a delivery cut off here is finished
-/// by the dispatcher once its lease ends (Dataphin deduplicates a re-sent version).
-pub const ANSWER_DELIVERY_BUDGET: Duration = Duration::from_millis(200);
-
-/// How long an answer may wait on the DingTalk read that names a transfer's new approver; past
-/// it, the new approver's own task start completes the handover.
-const ANSWER_READ_BUDGET: Duration = Duration::from_millis(300);
-
-/// Delivers the ticket's due result if Dataphin answers within [`ANSWER_DELIVERY_BUDGET`];
-/// otherwise leaves it due for the dispatcher. Never fails the caller.
-pub async fn deliver_within_answer(app: &App, ticket_id: &str) {
-    // The attempt runs on its own task: cut off from the answer, it still finishes where the
-    // runtime lives on (locally; in Lambda until the sandbox freezes), keeping its lease's loop.
-    let (app, id) = (app.clone(), ticket_id.to_string());
-    let attempt = tokio::spawn(async move { delivery::deliver_now(&app, &id).await });
-    if tokio::time::timeout(ANSWER_DELIVERY_BUDGET, attempt)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ticket_id,
-            "Dataphin did not answer within the answer's budget; the delivery stays due"
-        );
-    }
-}
-
-/// `POST /callback/webhook`: HMAC and skew checked before the body is read.
+/// `POST /callback/webhook`: HMAC and skew checked before the body is read; the event is checked,
+/// recorded and answered, and applied after the answer as a DingTalk event is.
 pub async fn webhook_event(
     app: &App,
     headers: &lambda_http::http::HeaderMap,
@@ -543,10 +509,7 @@ pub async fn webhook_event(
     let instance = text(&e, "instance_id")
         .ok_or_else(|| AppError::InvalidField("instance_id is missing".into()))?;
     check_webhook_statuses(&e)?;
-    match app.store.ticket_for_instance(&instance).await? {
-        Some(ticket_id) => apply_webhook(app, &ticket_id, &e, now).await?,
-        None => keep_early(app, &instance, SOURCE_WEBHOOK, &event_id, &e).await?,
-    }
+    record(app, &instance, SOURCE_WEBHOOK, &event_id, &e).await?;
     Ok(json!({"success": true}))
 }
 

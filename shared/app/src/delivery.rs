@@ -50,19 +50,32 @@ pub enum Attempt {
     Failed,
 }
 
-/// Marks a ticket that is about to be created as being delivered by its creator: the create's
-/// one write then also claims the delivery, and [`deliver_created`] needs no claiming round trip.
-pub fn claim_on_create(t: &mut Ticket, now: i64) {
-    if t.delivery.is_due() {
-        t.delivery.lease_until = Some(now + LEASE_MS);
+/// Delivers the result of a ticket as the write that made it ready left it (its stream record's
+/// image): the claim is one conditional write on that revision, with no read first. If someone
+/// wrote since, [`deliver`] reads and claims as usual. Fails only when DynamoDB does, so the
+/// stream retries; a Dataphin failure is recorded and retried on the schedule's backoff.
+pub async fn deliver_written(app: &App, mut ticket: Ticket, now: i64) -> AppResult<()> {
+    if !ticket.delivery.is_due() || ticket.delivery.lease_until.is_some_and(|u| u > now) {
+        return Ok(());
+    }
+    ticket.delivery.lease_until = Some(now + LEASE_MS);
+    let summary = crate::views::list_row(&ticket);
+    let due = tickets::next_due(app, &ticket);
+    match app.store.save_ticket(&mut ticket, &summary, due).await {
+        Ok(()) => {
+            send_claimed(app, ticket, now).await;
+            Ok(())
+        }
+        Err(store::StoreError::Conflict) => deliver(app, &ticket.id, now).await.map(|_| ()),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// Delivers the result of a ticket this request just created with [`claim_on_create`], carrying
-/// it instead of reading it again: one send, then one write on the created revision (re-read only
-/// if someone wrote meanwhile). Whatever became due since is left to [`deliver`]. Never fails the
-/// caller: the result stays due until Dataphin acknowledges it.
-pub async fn deliver_created(app: &App, mut ticket: Ticket, now: i64) {
+/// Sends the result of a ticket whose delivery this caller has just claimed, carrying it instead
+/// of reading it again: one send, then one write on the claimed revision (re-read only if someone
+/// wrote meanwhile). Whatever became due since is sent by [`deliver`]. Never fails the caller:
+/// the result stays due until Dataphin acknowledges it.
+async fn send_claimed(app: &App, mut ticket: Ticket, now: i64) {
     if !ticket.delivery.is_due() || ticket.delivery.lease_until.is_none() {
         return deliver_now(app, &ticket.id).await;
     }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod query;
 pub mod rules;
 pub mod secrets;
+pub mod stream;
 pub mod submit;
 pub mod telemetry;
 pub mod tickets;

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::mapping::{self, DataphinUser};
 use crate::tickets::{self, ticket_id};
-use crate::{delivery, rules, views, App, AppError, AppResult};
+use crate::{rules, views, App, AppError, AppResult};
 
 /// How long a create that is calling the backend holds the right to do so; a crashed one frees it.
 const DISPATCH_LEASE_MS: i64 = 30_000;
@@ -90,8 +90,6 @@ pub async fn create(
                 .await?;
         let dept = resolved.first().and_then(|r| r.dept_id.clone());
         let mut ticket = build_ticket(app, &id, &submission, &decision, resolved, now)?;
-        // An auto-decided result is sent by this request: the create's write claims it.
-        delivery::claim_on_create(&mut ticket, now);
         let raw = String::from_utf8_lossy(body);
         let summary = views::list_row(&ticket);
         let due = tickets::next_due(app, &ticket);
@@ -123,20 +121,7 @@ pub async fn create(
             "ticket created"
         );
         if ticket.status.is_final() {
-            // Within the answer's budget; what Dataphin has not acknowledged by then stays due
-            // (the claim lapses after its lease) and the dispatcher sends it.
-            let sent = tokio::time::timeout(
-                crate::callback::ANSWER_DELIVERY_BUDGET,
-                // Boxed: the create's future stays small on the caller's stack.
-                Box::pin(delivery::deliver_created(app, ticket.clone(), now)),
-            )
-            .await;
-            if sent.is_err() {
-                tracing::warn!(
-                    ticket_id = %ticket.id,
-                    "Dataphin did not answer within the answer's budget; the delivery stays due"
-                );
-            }
+            // Decided at once: the create's write is the stream record that delivers the result.
             return Ok(reply(&ticket));
         }
         ticket = Box::pin(dispatch(app, ticket, dept, &submission, now, false)).await?;
@@ -433,23 +418,9 @@ pub async fn dispatch(
                 Err(e) => return Err(e.into()),
             };
             tracing::info!(instance_id = %instance_id, "forwarded to backend");
-            // Events the backend pushed before this reply arrived were kept: apply them now (one
-            // query tells whether there are any). A failure here is healed by reconciliation,
-            // which applies them too.
-            let early = match app.store.waiting_events(&instance_id).await {
-                Ok(events) => !events.is_empty(),
-                Err(e) => {
-                    tracing::warn!(instance_id = %instance_id, error = %e, "early events not read");
-                    false
-                }
-            };
-            if !early {
-                return Ok(t);
-            }
-            if let Err(e) = crate::callback::apply_waiting(app, &instance_id).await {
-                tracing::warn!(instance_id = %instance_id, error = %e, "early events not applied yet");
-            }
-            Ok(tickets::load(app, &id).await.unwrap_or(t))
+            // Events the backend pushed before this reply arrived were recorded: the link's
+            // write is the stream record that applies them (`callback::apply_waiting`).
+            Ok(t)
         }
         Err(e) => {
             tracing::warn!(error = %e, "backend refused or unreachable");

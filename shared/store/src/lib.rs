@@ -15,12 +15,12 @@ pub mod meter;
 pub mod rules;
 pub mod schema;
 pub mod tickets;
-pub mod waiting;
+pub mod inbox;
 
 pub use error::StoreError;
 pub use mappings::{Mapping, MappingPage};
 pub use tickets::{CreateOutcome, StoredTicket};
-pub use waiting::WaitingEvent;
+pub use inbox::{Recorded, RecordedEvent};
 
 use aws_sdk_dynamodb::Client;
 

@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
-    TimeToLiveStatus,
+    Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_dynamodb::Client;
 use serde::Deserialize;
@@ -81,6 +81,10 @@ pub struct TableDef {
     /// Attribute holding an epoch-seconds expiry that DynamoDB's TTL removes.
     #[serde(default)]
     pub ttl_attribute: Option<String>,
+    /// The table's DynamoDB stream view (`NEW_IMAGE`), if it has a stream: the tickets table's
+    /// stream carries the work that runs after an answer (README "Delivery guarantees").
+    #[serde(default)]
+    pub stream_view: Option<String>,
     #[serde(default)]
     pub indexes: Vec<IndexDef>,
 }
@@ -273,6 +277,15 @@ fn create_request(
     }
     for key in key_schema(&def.hash_key, def.range_key.as_ref())? {
         request = request.key_schema(key);
+    }
+    if let Some(view) = &def.stream_view {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view.as_str()))
+                .build()
+                .map_err(|e| SchemaError::Definition(e.to_string()))?,
+        );
     }
     for index in &def.indexes {
         let mut projection =

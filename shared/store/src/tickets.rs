@@ -96,6 +96,9 @@ fn ticket_attributes(
     if let Some(end) = ticket.finished_at {
         attrs.insert("end_time".into(), n(end));
     }
+    if delivery_ready(ticket) {
+        attrs.insert(DELIVER_READY.into(), AttributeValue::Bool(true));
+    }
     if let Some(at) = due_at {
         attrs.insert(
             "due_shard".into(),
@@ -106,8 +109,19 @@ fn ticket_attributes(
     Ok(attrs)
 }
 
+/// Present (true) on a ticket item whose result can be sent right now: due, no sender holds it,
+/// and no failed attempt waits out its backoff. The tickets table's stream hands exactly these
+/// writes to the dispatcher (its filter names this attribute), so a result leaves within moments
+/// of the write that made it due; retries after a failure follow the schedule.
+pub const DELIVER_READY: &str = "deliver_ready";
+
+fn delivery_ready(ticket: &Ticket) -> bool {
+    let d = &ticket.delivery;
+    d.is_due() && d.lease_until.is_none() && d.attempts == 0
+}
+
 /// Attributes a save removes when the ticket no longer has them.
-const OPTIONAL_ATTRIBUTES: [&str; 3] = ["end_time", "due_shard", "due_at"];
+const OPTIONAL_ATTRIBUTES: [&str; 4] = ["end_time", "due_shard", "due_at", DELIVER_READY];
 
 /// Whose status counters a ticket's status moves (the proposer as the list filters by it).
 fn counted(ticket: &Ticket) -> Counted<'_> {
@@ -190,11 +204,17 @@ pub(crate) fn parse_ticket_item(item: &Item) -> Result<StoredTicket, StoreError>
     parse_ticket(item)
 }
 
-fn parse_ticket(item: &Item) -> Result<StoredTicket, StoreError> {
-    let mut ticket: Ticket = serde_json::from_str(get_s(item, "doc")?)
+/// A ticket from its stored document and revision (an item, or a stream record's image of one).
+pub fn ticket_from_doc(doc: &str, revision: u64) -> Result<Ticket, StoreError> {
+    let mut ticket: Ticket = serde_json::from_str(doc)
         .map_err(|e| StoreError::Corrupt(format!("ticket document: {e}")))?;
-    ticket.revision = get_n(item, "revision")? as u64;
+    ticket.revision = revision;
     ticket.stored_status = Some(ticket.status);
+    Ok(ticket)
+}
+
+fn parse_ticket(item: &Item) -> Result<StoredTicket, StoreError> {
+    let ticket = ticket_from_doc(get_s(item, "doc")?, get_n(item, "revision")? as u64)?;
     Ok(StoredTicket {
         ticket,
         submission: read_submission(item)?,

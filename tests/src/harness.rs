@@ -311,11 +311,18 @@ impl Bridge {
     }
 
     pub async fn create(&self, body: &[u8]) -> (u16, Value) {
+        let answer = self.create_answer(body).await;
+        self.settle().await;
+        answer
+    }
+
+    /// Dataphin's create and its answer alone; the work after it waits on the stream.
+    pub async fn create_answer(&self, body: &[u8]) -> (u16, Value) {
         let path = format!(
             "/dataphin/bpms/processinstance/create?{}",
             self.auth_query()
         );
-        self.request(
+        self.answer(
             Function::Submit,
             "POST",
             &path,
@@ -347,8 +354,16 @@ impl Bridge {
         .await
     }
 
-    /// Encrypts one DingTalk event as DingTalk does and posts it to `/callback/dingtalk`.
+    /// Encrypts one DingTalk event as DingTalk does and posts it to `/callback/dingtalk`, then lets
+    /// the stream hand over the work it started.
     pub async fn push_dingtalk_event(&self, event: &Value) -> (u16, Value) {
+        let answer = self.answer_dingtalk_event(event).await;
+        self.settle().await;
+        answer
+    }
+
+    /// DingTalk's push and the bridge's answer alone; the work after it waits on the stream.
+    pub async fn answer_dingtalk_event(&self, event: &Value) -> (u16, Value) {
         let crypto = crypto::MessageCrypto::new(CALLBACK_TOKEN, CALLBACK_AES_KEY, APP_KEY).unwrap();
         let sealed = crypto.seal_now(event.to_string().as_bytes());
         let path = format!(
@@ -356,7 +371,7 @@ impl Bridge {
             sealed.signature, sealed.timestamp, sealed.nonce
         );
         let body = json!({"encrypt": sealed.encrypt}).to_string();
-        self.request(
+        self.answer(
             Function::Callback,
             "POST",
             &path,

@@ -1097,6 +1097,9 @@ const ASYNC_EVENT_TYPES: &[&str] = &[
     "CloudWatchEvent",
 ];
 const SYNC_EVENT_TYPES: &[&str] = &["Api", "HttpApi"];
+/// Event sources Lambda polls (a DynamoDB stream): bounded retries, partial batch responses,
+/// and an on-failure destination instead of EventBridge's dead-letter target.
+const POLLED_EVENT_TYPES: &[&str] = &["DynamoDB"];
 
 #[test]
 fn asynchronous_work_that_fails_lands_in_the_dead_letter_queue_and_its_depth_pages() {
@@ -1118,6 +1121,39 @@ fn asynchronous_work_that_fails_lands_in_the_dead_letter_queue_and_its_depth_pag
         for (name, event) in &events {
             let kind = event["Type"].as_str().unwrap_or_default();
             if SYNC_EVENT_TYPES.contains(&kind) {
+                continue;
+            }
+            if POLLED_EVENT_TYPES.contains(&kind) {
+                let p = &event["Properties"];
+                assert_eq!(
+                    p["DestinationConfig"]["OnFailure"]["Destination"], queue_arn,
+                    "{id}.{name}: a batch whose retries ran out is described in the dead-letter queue"
+                );
+                assert!(
+                    p["MaximumRetryAttempts"].as_u64().is_some_and(|n| n <= 10)
+                        && p["MaximumRecordAgeInSeconds"].as_u64().is_some(),
+                    "{id}.{name}: bounded retries, got {p}"
+                );
+                assert_eq!(
+                    p["FunctionResponseTypes"],
+                    json!(["ReportBatchItemFailures"]),
+                    "{id}.{name}: a failed record is retried from itself, not with its whole batch"
+                );
+                assert_eq!(p["BisectBatchOnFunctionError"], true, "{id}.{name}");
+                let patterns: Vec<Value> = p["FilterCriteria"]["Filters"]
+                    .as_array()
+                    .expect("the stream is filtered")
+                    .iter()
+                    .map(|f| serde_json::from_str(f["Pattern"].as_str().unwrap()).unwrap())
+                    .collect();
+                let expected: Vec<Value> = app::stream::FILTER_PATTERNS
+                    .iter()
+                    .map(|p| serde_json::from_str(p).unwrap())
+                    .collect();
+                assert_eq!(
+                    patterns, expected,
+                    "{id}.{name}: the template's filter is the one the function and the local runner use"
+                );
                 continue;
             }
             assert!(

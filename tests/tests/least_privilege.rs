@@ -714,8 +714,8 @@ async fn dingtalk_walk(b: &Bridge, d: &Deployed) {
         status, 502,
         "Dataphin refused, the delivery stays due: {reply}"
     );
-    // An event recorded for a linked instance: the stream's work (the dispatch function) applies
-    // and drops it.
+    // A recorded event for a linked instance that can never apply: the stream's work (the
+    // dispatch function) drops it.
     let quiet_instance = b.ticket(&quiet).await.instance_id.expect("forwarded");
     store
         .record_event(&quiet_instance, "dingtalk", "lost", "{}", now_ms() / 1000)
@@ -765,13 +765,11 @@ async fn webhook_walk(b: &Bridge, d: &Deployed) {
     });
     d.callback_proxy.set_plan(FaultPlan::default());
     assert!(
-        b.app
-            .store
-            .recorded_events("bpm-9100")
+        b.ticket(&Bridge::ticket_id_of(&racing))
             .await
-            .unwrap()
-            .is_empty(),
-        "the kept event was applied and dropped"
+            .seen_events
+            .contains(&"webhook/race-1".to_string()),
+        "the recorded event was applied"
     );
     let routed = created_id(&d.create(&fixture("02_physical_table_high.json")).await);
     let instance = b.bpm.instance_for(&routed).expect("the BPM got the ticket");
@@ -826,6 +824,30 @@ fn resource_name(resource: &Value) -> String {
     panic!("unexpected policy resource {resource}");
 }
 
+/// The grants a DynamoDB stream event source with an SQS on-failure destination needs: Sid,
+/// actions, the one resource.
+const STREAM_SOURCE_GRANTS: [(&str, &[&str], &str); 3] = [
+    (
+        "TicketStream",
+        &[
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+        ],
+        r#"{"Fn::GetAtt": ["TicketsTable", "StreamArn"]}"#,
+    ),
+    (
+        "TicketStreams",
+        &["dynamodb:ListStreams"],
+        r#"{"Fn::Sub": "${TicketsTable.Arn}/stream/*"}"#,
+    ),
+    (
+        "StreamDeadLetters",
+        &["sqs:SendMessage"],
+        r#"{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}"#,
+    ),
+];
+
 struct Granted {
     dynamodb: BTreeSet<Grant>,
     /// The partition keys a grant is limited to (`dynamodb:LeadingKeys`).
@@ -859,6 +881,25 @@ fn granted(template: &Value, function: &str) -> Granted {
         };
         if actions == ["secretsmanager:GetSecretValue"] {
             g.secrets.extend(resources);
+            continue;
+        }
+        // Lambda's own use of the role for the function's stream event source (reading the
+        // stream, describing an exhausted batch in the dead-letter queue): exactly these, and
+        // only with a DynamoDB stream event.
+        if let Some((_, expected_actions, expected_resource)) = STREAM_SOURCE_GRANTS
+            .iter()
+            .find(|(sid, _, _)| statement["Sid"] == *sid)
+        {
+            let has_stream = template["Resources"][function]["Properties"]["Events"]
+                .as_object()
+                .is_some_and(|events| events.values().any(|e| e["Type"] == "DynamoDB"));
+            assert!(has_stream, "{function}: stream grants without a stream event");
+            assert_eq!(actions, *expected_actions, "{function}: {statement}");
+            assert_eq!(
+                resources,
+                vec![serde_json::from_str::<Value>(expected_resource).unwrap()],
+                "{function}: {statement}"
+            );
             continue;
         }
         let condition = &statement["Condition"];

@@ -25,22 +25,20 @@ async fn create_connect_get_and_detail_cost_the_fewest_round_trips() {
 
     // Routed: fixture 02 (applicant and 3 approvers) goes to the BPM.
     let routed = fixture("02_physical_table_high.json");
-    let (status, reply) = b.create(&routed).await;
+    let (status, reply) = b.create_answer(&routed).await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["status"], "PENDING");
     let routed_calls = calls.take();
     assert_eq!(
         routed_calls,
         // Ticket + 4 mappings; the ticket with its tenant's counter; the dispatch outcome with the
-        // instance link; early events.
-        vec![
-            "BatchGetItem",
-            "TransactWriteItems",
-            "TransactWriteItems",
-            "Query"
-        ],
+        // instance link.
+        vec!["BatchGetItem", "TransactWriteItems", "TransactWriteItems"],
         "routed create"
     );
+    // After the answer, the link's stream record looks for events that came before it.
+    b.settle().await;
+    assert_eq!(calls.take(), vec!["Query"], "early events, after the answer");
     let id = reply["processInstanceId"].as_str().unwrap().to_string();
     let ticket = b.ticket(&id).await;
     let instance = ticket.instance_id.clone().expect("forwarded");
@@ -88,21 +86,28 @@ async fn create_connect_get_and_detail_cost_the_fewest_round_trips() {
         .await;
     assert_eq!(status, 200, "{put}");
     calls.take();
-    let (status, reply) = b.create(&fixture("01_physical_table_low.json")).await;
+    let (status, reply) = b.create_answer(&fixture("01_physical_table_low.json")).await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["status"], "APPROVED");
     let auto_calls = calls.take();
     let auto_id = reply["processInstanceId"].as_str().unwrap();
-    assert!(
-        b.dataphin.latest(auto_id).is_some(),
-        "the result reached Dataphin within the create"
-    );
-    // The batch read; the create (with its counter), which also claims the delivery; the
-    // acknowledgement.
+    // The batch read; the create (with its counter). The answer waits on no delivery.
     assert_eq!(
         auto_calls,
-        ["BatchGetItem", "TransactWriteItems", "UpdateItem"],
+        ["BatchGetItem", "TransactWriteItems"],
         "auto-decided create"
+    );
+    // The create's stream record delivers: the claim on the written revision (no read), the
+    // acknowledgement.
+    b.settle().await;
+    assert!(
+        b.dataphin.latest(auto_id).is_some(),
+        "the result reached Dataphin after the create"
+    );
+    assert_eq!(
+        calls.take(),
+        ["UpdateItem", "UpdateItem"],
+        "auto-decided result to Dataphin"
     );
     println!(
         "routed create: {} calls {routed_calls:?}",
@@ -152,7 +157,7 @@ async fn mappings_missing_by_user_id_are_found_by_source_id_with_one_query_each(
     assert_eq!(
         got.iter().filter(|c| **c == "Query").count(),
         3 + 1,
-        "3 misses + early events: {got:?}"
+        "3 misses + early events (after the answer): {got:?}"
     );
     let t = b.ticket(reply["processInstanceId"].as_str().unwrap()).await;
     let approvers: Vec<&str> = t
@@ -188,26 +193,22 @@ async fn a_deciding_dingtalk_event_to_its_result_at_dataphin() {
     }
     calls.take();
     assert_eq!(finish.len(), 1, "the instance's end");
-    assert_eq!(b.push_dingtalk_event(&finish[0]).await.0, 200);
-    // Deliveries run on their own task when they outlast the answer's wait.
-    for _ in 0..50 {
-        if b.dataphin
-            .latest(&id)
-            .is_some_and(|d| d["status"] == "APPROVED")
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    assert_eq!(b.answer_dingtalk_event(&finish[0]).await.0, 200);
+    assert_eq!(
+        calls.take(),
+        ["PutItem"],
+        "the answer: one conditional write records the event"
+    );
+    b.settle().await;
     assert_eq!(b.dataphin.latest(&id).unwrap()["status"], "APPROVED");
     let decision_calls = calls.take();
     println!(
         "deciding event to Dataphin: {} calls {decision_calls:?}",
         decision_calls.len()
     );
-    // Today 9: the instance link, the ticket (read again by the fold and by the delivery), its save
-    // with the counters, the delivery's claim and acknowledgement. The goal is 3.
-    assert!(decision_calls.len() <= 9, "{decision_calls:?}");
+    // After the answer: the instance link, the ticket, its save with the counters and the
+    // recorded event's removal (one transaction), the acknowledgement. The goal is 3.
+    assert!(decision_calls.len() <= 6, "{decision_calls:?}");
     assert_eq!(
         decision_calls
             .iter()

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::config::DingTalkSettings;
 use crate::mapping::person_for_backend_id;
-use crate::{tickets, App, AppError, AppResult};
+use crate::{delivery, tickets, App, AppError, AppResult};
 
 /// DingTalk event bodies are small; anything bigger is not DingTalk.
 const MAX_EVENT_BODY: usize = 64 * 1024;
@@ -143,7 +143,8 @@ async fn record(app: &App, instance: &str, source: &str, key: &str, e: &Value) -
 /// Applies one recorded event (its record's stream INSERT) if its instance is linked. If not, the
 /// event waits: the link's own write (a create's reply arriving after DingTalk's pushes) starts
 /// [`apply_waiting`], which applies it then. Either this or that sees the other's write, so the
-/// event is never answered and forgotten.
+/// event is never answered and forgotten. The record stays until its TTL: it is the window in
+/// which a re-sent copy is recognised without any work.
 pub async fn apply_recorded(
     app: &App,
     instance: &str,
@@ -158,21 +159,47 @@ pub async fn apply_recorded(
     }
 }
 
-/// Applies every event recorded for `instance` to its ticket and removes it. Started by the
-/// instance link's write, and by reconciliation (the safety net when that work failed).
-pub async fn apply_waiting(app: &App, instance: &str) -> AppResult<()> {
-    let Some(ticket_id) = app.store.ticket_for_instance(instance).await? else {
+/// Applies the events recorded for `instance` that its ticket has not seen. Started by the
+/// instance link's stream record (`ticket_id` from its image) and by reconciliation (the safety
+/// net when that work ran out of retries).
+pub async fn apply_waiting(app: &App, instance: &str, ticket_id: Option<&str>) -> AppResult<()> {
+    let recorded = app.store.recorded_events(instance).await?;
+    if recorded.is_empty() {
         return Ok(());
+    }
+    let ticket_id = match ticket_id {
+        Some(id) => id.to_string(),
+        None => match app.store.ticket_for_instance(instance).await? {
+            Some(id) => id,
+            None => return Ok(()),
+        },
     };
-    for recorded in app.store.recorded_events(instance).await? {
-        apply_one(app, &ticket_id, instance, &recorded).await?;
+    let seen = tickets::load(app, &ticket_id).await?.seen_events;
+    for r in recorded {
+        if !seen.contains(&seen_id(&r)) {
+            apply_one(app, &ticket_id, instance, &r).await?;
+        }
     }
     Ok(())
 }
 
-/// Folds one recorded event into its ticket, then removes the record. A failure that a retry can
-/// heal (DynamoDB, DingTalk unavailable) keeps the record and fails the caller, so the stream
-/// retries it; an event that can never apply is logged and removed.
+/// The id under which a ticket remembers a recorded event it folded.
+fn seen_id(r: &store::RecordedEvent) -> String {
+    let id = r
+        .key
+        .strip_prefix(store::inbox::EVENT_SK_PREFIX)
+        .and_then(|k| k.strip_prefix(&r.source))
+        .and_then(|k| k.strip_prefix('#'))
+        .unwrap_or(&r.key);
+    match r.source.as_str() {
+        SOURCE_WEBHOOK => format!("webhook/{id}"),
+        _ => id.to_string(),
+    }
+}
+
+/// Folds one recorded event into its ticket. A failure that a retry can heal (DynamoDB, DingTalk
+/// unavailable) fails the caller, so the stream retries it; an event that can never apply is
+/// logged and its record removed.
 async fn apply_one(
     app: &App,
     ticket_id: &str,
@@ -182,10 +209,12 @@ async fn apply_one(
     let result = match serde_json::from_str::<Value>(&recorded.body) {
         Err(err) => Err(AppError::InvalidJson(format!("recorded event: {err}"))),
         Ok(e) => match recorded.source.as_str() {
-            SOURCE_DINGTALK => {
-                let event_type = text(&e, "EventType").unwrap_or_default();
-                apply_dingtalk(app, ticket_id, instance, &event_type, &e).await
-            }
+            SOURCE_DINGTALK => match text(&e, "EventType") {
+                Some(event_type) => apply_dingtalk(app, ticket_id, instance, &event_type, &e).await,
+                None => Err(AppError::InvalidField(
+                    "recorded event without EventType".into(),
+                )),
+            },
             SOURCE_WEBHOOK => apply_webhook(app, ticket_id, &e, crate::http::now_ms()).await,
             other => Err(AppError::InvalidField(format!(
                 "recorded event source {other}"
@@ -193,18 +222,18 @@ async fn apply_one(
         },
     };
     match result {
-        Ok(()) => {}
+        Ok(()) => Ok(()),
         Err(
             err @ (AppError::InvalidField(_) | AppError::InvalidJson(_) | AppError::UnmappedUser(_)),
         ) => {
             tracing::warn!(instance_id = %instance, error = %err, "recorded event cannot apply: dropped");
+            app.store
+                .drop_recorded_event(instance, &recorded.key)
+                .await?;
+            Ok(())
         }
-        Err(err) => return Err(err),
+        Err(err) => Err(err),
     }
-    app.store
-        .drop_recorded_event(instance, &recorded.key)
-        .await?;
-    Ok(())
 }
 
 /// Folds one DingTalk event into its (linked) ticket.
@@ -443,8 +472,10 @@ pub async fn fold(
     events: &[ApprovalEvent],
 ) -> AppResult<()> {
     let method = app.config.integration_method;
+    let now = crate::http::now_ms();
     let mut changed = false;
-    tickets::update(app, ticket_id, |t| {
+    let mut claimed = false;
+    let ticket = tickets::update(app, ticket_id, |t| {
         changed = false;
         for (i, ev) in events.iter().enumerate() {
             let id = event_id.map(|e| {
@@ -457,12 +488,14 @@ pub async fn fold(
             let outcome = t.apply(id.as_deref(), ev, method);
             changed |= outcome == Outcome::Changed;
         }
+        // A result the change made due is claimed in the same write and sent from here: no
+        // second write to claim it, and no stream record starts a second sender.
+        claimed = changed && delivery::claim(t, now);
         Ok(true)
     })
     .await?;
-    // A change makes a result due: the ticket's write is the stream record that delivers it.
-    if changed {
-        tracing::info!(ticket_id, "events folded");
+    if claimed {
+        delivery::send_claimed(app, ticket, now).await;
     }
     Ok(())
 }

@@ -51,31 +51,46 @@ pub enum Attempt {
 }
 
 /// Delivers the result of a ticket as the write that made it ready left it (its stream record's
-/// image): the claim is one conditional write on that revision, with no read first. If someone
-/// wrote since, [`deliver`] reads and claims as usual. Fails only when DynamoDB does, so the
-/// stream retries; a Dataphin failure is recorded and retried on the schedule's backoff.
+/// image): the claim is one conditional write on that revision, with no read first; if someone
+/// wrote since, the fresh read decides. Only a ready result is sent (no failed attempt waiting
+/// out its backoff). Fails only when DynamoDB does, so the stream retries; a Dataphin failure is
+/// recorded and retried on the schedule's backoff.
 pub async fn deliver_written(app: &App, mut ticket: Ticket, now: i64) -> AppResult<()> {
-    if !ticket.delivery.is_due() || ticket.delivery.lease_until.is_some_and(|u| u > now) {
-        return Ok(());
-    }
-    ticket.delivery.lease_until = Some(now + LEASE_MS);
-    let summary = crate::views::list_row(&ticket);
-    let due = tickets::next_due(app, &ticket);
-    match app.store.save_ticket(&mut ticket, &summary, due).await {
-        Ok(()) => {
-            send_claimed(app, ticket, now).await;
-            Ok(())
+    // A few rounds: each conflict means someone wrote the ticket since; the fresh read decides.
+    for _ in 0..3 {
+        if !claim(&mut ticket, now) {
+            return Ok(());
         }
-        Err(store::StoreError::Conflict) => deliver(app, &ticket.id, now).await.map(|_| ()),
-        Err(e) => Err(e.into()),
+        let summary = crate::views::list_row(&ticket);
+        let due = tickets::next_due(app, &ticket);
+        match app.store.save_ticket(&mut ticket, &summary, due).await {
+            Ok(()) => {
+                send_claimed(app, ticket, now).await;
+                return Ok(());
+            }
+            Err(store::StoreError::Conflict) => ticket = tickets::load(app, &ticket.id).await?,
+            Err(e) => return Err(e.into()),
+        }
     }
+    // Still contended: a writer that keeps winning writes a ready ticket again (a new record).
+    Ok(())
 }
 
-/// Sends the result of a ticket whose delivery this caller has just claimed, carrying it instead
-/// of reading it again: one send, then one write on the claimed revision (re-read only if someone
-/// wrote meanwhile). Whatever became due since is sent by [`deliver`]. Never fails the caller:
-/// the result stays due until Dataphin acknowledges it.
-async fn send_claimed(app: &App, mut ticket: Ticket, now: i64) {
+/// Takes the ticket's delivery for this caller if its result can be sent now (due, unheld, no
+/// backoff pending); the caller's write of the ticket then holds the claim.
+pub fn claim(t: &mut Ticket, now: i64) -> bool {
+    let ready = store::tickets::delivery_ready(t);
+    if ready {
+        t.delivery.lease_until = Some(now + LEASE_MS);
+    }
+    ready
+}
+
+/// Sends the result of a ticket whose delivery this caller has just claimed (and written),
+/// carrying it instead of reading it again: one send, then one write on the claimed revision
+/// (re-read only if someone wrote meanwhile). Whatever became due since is sent by [`deliver`].
+/// Never fails the caller: the result stays due until Dataphin acknowledges it.
+pub async fn send_claimed(app: &App, mut ticket: Ticket, now: i64) {
     if !ticket.delivery.is_due() || ticket.delivery.lease_until.is_none() {
         return deliver_now(app, &ticket.id).await;
     }

@@ -83,7 +83,7 @@ pub async fn reconcile(app: &App, id: &str, now: i64) -> AppResult<()> {
     let t = tickets::load(app, id).await?;
     if let Some(instance) = &t.instance_id {
         // Events kept before the instance was linked, if the create died before applying them.
-        callback::apply_waiting(app, instance).await?;
+        callback::apply_waiting(app, instance, Some(id)).await?;
     }
     let polled = app.backend.poll(&t, now).await;
     let read_ok = polled.is_ok();

@@ -70,6 +70,7 @@ enum Work {
     },
     Link {
         instance: String,
+        ticket_id: Option<String>,
     },
     Delivery(Box<models::ticket::Ticket>),
     /// A record the filter would not pass (a REMOVE, another item): nothing to do.
@@ -88,6 +89,7 @@ fn work_of(r: &StreamRecord) -> AppResult<Work> {
         if sk == "#LINK" {
             return Ok(Work::Link {
                 instance: instance.to_string(),
+                ticket_id: image.and_then(|i| s_of(i, "ticket_id")).map(str::to_string),
             });
         }
         if sk.starts_with(store::inbox::EVENT_SK_PREFIX) && r.event_name == "INSERT" {
@@ -157,9 +159,12 @@ async fn run(app: &App, work: Work) -> AppResult<()> {
                 .instrument(span)
                 .await
         }
-        Work::Link { instance } => {
+        Work::Link {
+            instance,
+            ticket_id,
+        } => {
             let span = tracing::info_span!("instance_linked", instance_id = %instance);
-            callback::apply_waiting(app, &instance)
+            callback::apply_waiting(app, &instance, ticket_id.as_deref())
                 .instrument(span)
                 .await
         }

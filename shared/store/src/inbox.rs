@@ -2,8 +2,9 @@
 //! answer. The record is the durable hand-off to the work after the answer: the tickets table's
 //! stream carries its INSERT to the dispatcher, which folds it into the ticket once the instance
 //! is linked (DingTalk pushes `start`, and for self-approving templates `finish`, before its
-//! create reply reaches the bridge). Records expire (TTL), so events of instances that are not
-//! ours do not pile up; a record is removed once its event is applied.
+//! create reply reaches the bridge). Records expire (TTL): until then a re-sent copy is recognised
+//! by the answer's conditional write alone, and events of instances that are not ours do not pile
+//! up. A record that can never apply is removed.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -76,8 +77,8 @@ impl Store {
         }
     }
 
-    /// Every event recorded for this instance and not applied yet, oldest key first (strongly
-    /// consistent, so work that starts after the instance was linked sees every event before).
+    /// Every event recorded for this instance, oldest key first (strongly consistent, so work that
+    /// starts after the instance was linked sees every event recorded before).
     pub async fn recorded_events(
         &self,
         instance_id: &str,
@@ -97,7 +98,7 @@ impl Store {
             .collect())
     }
 
-    /// Removes a recorded event once it has been applied to its ticket.
+    /// Removes a recorded event that can never apply.
     pub async fn drop_recorded_event(
         &self,
         instance_id: &str,

@@ -115,7 +115,8 @@ fn ticket_attributes(
 /// of the write that made it due; retries after a failure follow the schedule.
 pub const DELIVER_READY: &str = "deliver_ready";
 
-fn delivery_ready(ticket: &Ticket) -> bool {
+/// Whether the ticket's result can be sent right now (see [`DELIVER_READY`]).
+pub fn delivery_ready(ticket: &Ticket) -> bool {
     let d = &ticket.delivery;
     d.is_due() && d.lease_until.is_none() && d.attempts == 0
 }

@@ -55,6 +55,12 @@ if ((SANDBOX_PORT != 0)); then
 fi
 
 GROUPS_STARTED=()
+# The process groups this stack runs in, one per line in $DATA_DIR/stack.pids (dev.sh's own
+# first): what to signal to stop, or kill, the whole stack from outside.
+track_group() {
+  GROUPS_STARTED+=("$1")
+  printf '%s\n' "$$" "${GROUPS_STARTED[@]}" >"$DATA_DIR/stack.pids"
+}
 cleanup() {
   trap - INT TERM EXIT
   local pgid
@@ -68,7 +74,7 @@ trap 'exit 143' TERM
 mkdir -p "$DATA_DIR/dynalite"
 start_dynalite "$DYNAMO_PORT" "$DATA_DIR/dynalite.log" --path "$DATA_DIR/dynalite" \
   --streams "$DATA_DIR/streams"
-GROUPS_STARTED+=("$DYNALITE_PID")
+track_group "$DYNALITE_PID"
 log "dynalite on 127.0.0.1:$DYNAMO_PORT (data in $DATA_DIR/dynalite)"
 
 # The settings of this run: the knobs filled into the sample's placeholders, this run's DynamoDB
@@ -118,7 +124,7 @@ if ((SANDBOX_PORT != 0)); then
     exec setsid "$TARGET_DIR/debug/bridge" sandbox
   ) >"$DATA_DIR/sandbox.log" 2>&1 &
   SANDBOX_PID=$!
-  GROUPS_STARTED+=("$SANDBOX_PID")
+  track_group "$SANDBOX_PID"
   wait_port "$SANDBOX_PORT" 30 "$SANDBOX_PID" ||
     die "the sandbox did not start on port $SANDBOX_PORT (log: $DATA_DIR/sandbox.log)"
   log "sandbox on 127.0.0.1:$SANDBOX_PORT (state in $DATA_DIR/sandbox.json, log $DATA_DIR/sandbox.log)"
@@ -128,12 +134,12 @@ fi
 WATCH_PORT="$(internal_port "$INVOKE_PORT")"
 setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --env-file "$ENV_FILE" &
 WATCH_PID=$!
-GROUPS_STARTED+=("$WATCH_PID")
+track_group "$WATCH_PID"
 wait_port "$WATCH_PORT" 120 "$WATCH_PID" || die "cargo lambda watch did not start on port $WATCH_PORT"
 RUST_LOG=warn setsid "$TARGET_DIR/debug/bridge" gateway "$INVOKE_PORT" "$WATCH_PORT" \
   >"$DATA_DIR/gateway.log" 2>&1 &
 GATEWAY_PID=$!
-GROUPS_STARTED+=("$GATEWAY_PID")
+track_group "$GATEWAY_PID"
 wait_port "$INVOKE_PORT" 30 "$GATEWAY_PID" ||
   die "the gateway did not start on port $INVOKE_PORT (log: $DATA_DIR/gateway.log)"
 
@@ -188,12 +194,12 @@ wait_warm
 # The tickets table's stream, handed to dispatch as the template's TicketStream event does.
 RUST_LOG=warn setsid "$TARGET_DIR/debug/bridge" streams "$(env_value TICKETS_TABLE)" "$WATCH_PORT" \
   "$DATA_DIR" >"$DATA_DIR/streams.log" 2>&1 &
-GROUPS_STARTED+=("$!")
+track_group "$!"
 log "stream runner: $DATA_DIR/streams -> dispatch (log $DATA_DIR/streams.log)"
 
 setsid bash infra/scripts/dispatch_ticker.sh "$INVOKE_PORT" "$DISPATCH_EVERY_SECONDS" \
   "$DATA_DIR/dead-letters.jsonl" &
-GROUPS_STARTED+=("$!")
+track_group "$!"
 
 echo
 echo "Ready in $(($(date +%s) - started_at)) s. The bridge: $BRIDGE (every route of the SPEC)."

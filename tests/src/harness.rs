@@ -108,7 +108,7 @@ pub fn dispatch_invoke(app: &App) -> Invoke {
     std::sync::Arc::new(move |event: Value| {
         let app = app.clone();
         Box::pin(async move {
-            dispatch::handle(&app, event)
+            dispatch::handle(&app, event, None)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -281,7 +281,9 @@ impl Bridge {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Value) {
-        let answer = self.answer(function, method, path_and_query, headers, body).await;
+        let answer = self
+            .answer(function, method, path_and_query, headers, body)
+            .await;
         self.settle().await;
         answer
     }

@@ -840,9 +840,14 @@ fn each_function_is_granted_only_the_dynamodb_actions_it_uses() {
             for statement in statements {
                 assert_eq!(statement["Effect"], "Allow", "{id}");
                 // Secrets Manager grants and the stream event source's own: least_privilege.rs.
-                if ["Secrets", "TicketStream", "TicketStreams", "StreamDeadLetters"]
-                    .iter()
-                    .any(|sid| statement["Sid"] == *sid)
+                if [
+                    "Secrets",
+                    "TicketStream",
+                    "TicketStreams",
+                    "StreamDeadLetters",
+                ]
+                .iter()
+                .any(|sid| statement["Sid"] == *sid)
                 {
                     continue;
                 }

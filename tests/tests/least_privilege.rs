@@ -893,7 +893,10 @@ fn granted(template: &Value, function: &str) -> Granted {
             let has_stream = template["Resources"][function]["Properties"]["Events"]
                 .as_object()
                 .is_some_and(|events| events.values().any(|e| e["Type"] == "DynamoDB"));
-            assert!(has_stream, "{function}: stream grants without a stream event");
+            assert!(
+                has_stream,
+                "{function}: stream grants without a stream event"
+            );
             assert_eq!(actions, *expected_actions, "{function}: {statement}");
             assert_eq!(
                 resources,

@@ -77,15 +77,35 @@ struct Dev {
     dynamo_port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
+    /// Set once the stack was killed to be started again on the same data.
+    keep_data: bool,
 }
 
 impl Dev {
     fn start(env_file: Option<&Path>) -> Dev {
         let data_dir = unique("bridge-dev");
+        Dev::start_on(
+            env_file,
+            data_dir,
+            (free_port(), free_port(), free_port()),
+            "5",
+        )
+    }
+
+    /// `make dev` on these ports and data folder, the schedule every `dispatch_every` seconds.
+    fn start_on(
+        env_file: Option<&Path>,
+        data_dir: PathBuf,
+        (invoke_port, sandbox_port, dynamo_port): (u16, u16, u16),
+        dispatch_every: &str,
+    ) -> Dev {
         std::fs::create_dir_all(&data_dir).unwrap();
         let log_path = data_dir.join("make-dev.log");
-        let log = File::create(&log_path).unwrap();
-        let (invoke_port, sandbox_port, dynamo_port) = (free_port(), free_port(), free_port());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         let mut command = Command::new("bash");
         without_test_crate_env(&mut command)
             .arg("infra/scripts/dev.sh")
@@ -94,7 +114,7 @@ impl Dev {
             .env("SANDBOX_PORT", sandbox_port.to_string())
             .env("DYNAMO_PORT", dynamo_port.to_string())
             .env("BRIDGE_DATA_DIR", &data_dir)
-            .env("DISPATCH_EVERY_SECONDS", "5")
+            .env("DISPATCH_EVERY_SECONDS", dispatch_every)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -110,6 +130,40 @@ impl Dev {
             dynamo_port,
             data_dir,
             log_path,
+            keep_data: false,
+        }
+    }
+
+    /// SIGKILL to every process of the stack (the groups dev.sh lists in stack.pids), as a
+    /// machine that loses power would; the data folder is kept.
+    fn kill_all(&mut self) {
+        let pids = std::fs::read_to_string(self.data_dir.join("stack.pids")).unwrap_or_default();
+        for pgid in pids.lines().chain([self.child.id().to_string().as_str()]) {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.wait();
+        self.keep_data = true;
+    }
+
+    /// Until dev.sh prints that it is ready again (the log is appended to).
+    fn wait_ready_again(&mut self, started: Instant, readies_before: usize) -> Duration {
+        loop {
+            let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+            if log.matches("Ready in").count() > readies_before {
+                return started.elapsed();
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("make dev exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                started.elapsed() < READY_TIMEOUT,
+                "make dev not ready again:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 
@@ -181,7 +235,9 @@ impl Drop for Dev {
             .stderr(Stdio::null())
             .status();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.keep_data {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
@@ -355,4 +411,181 @@ async fn make_dev_runs_the_whole_loop_for_dingtalk_and_webhook_side_by_side() {
         );
     }
     let _ = std::fs::remove_file(&webhook_env);
+}
+
+/// The sandbox's instances of these tickets: ticket id → every instance made for it.
+async fn instances_of(
+    http: &reqwest::Client,
+    dev: &Dev,
+    tickets: &[String],
+) -> Vec<(String, Vec<Value>)> {
+    let (_, list) = call(http, "GET", &dev.sandbox("/api/instances"), None).await;
+    tickets
+        .iter()
+        .map(|t| {
+            let of: Vec<Value> = list["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["ticket_id"] == t.as_str())
+                .cloned()
+                .collect();
+            (t.clone(), of)
+        })
+        .collect()
+}
+
+/// Acts on every running task of these tickets' instances: the first approver of an odd ticket
+/// refuses, everyone else agrees. Errors (a stack going down) are left for the next round.
+async fn act_on_running_tasks(http: &reqwest::Client, dev: &Dev, tickets: &[String]) -> usize {
+    let mut acted = 0;
+    for (i, (_, instances)) in instances_of(http, dev, tickets)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        for inst in instances.iter().filter(|i| i["status"] == "RUNNING") {
+            for task in inst["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["status"] == "RUNNING")
+            {
+                let action = if i % 2 == 1 { "refuse" } else { "agree" };
+                let url = dev.sandbox(&format!(
+                    "/api/instances/{}/tasks/{}",
+                    inst["instance_id"].as_str().unwrap(),
+                    task["task_id"].as_str().unwrap()
+                ));
+                let body = json!({"action": action, "remark": "crash test"}).to_string();
+                if let Ok(r) = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    acted += usize::from(r.status().is_success());
+                }
+            }
+        }
+    }
+    acted
+}
+
+/// Issue 10: the whole stack killed with SIGKILL mid-load and started again on the same data,
+/// with the schedule set to an hour so that only the restarted stream (and no tick) can finish
+/// the work. Every ticket whose create was answered 200 reaches its true final state at Dataphin,
+/// no ticket has two backend instances, and the versions Dataphin sees only grow.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_killed_mid_load_and_restarted_on_the_same_data_loses_nothing() {
+    let data_dir = unique("bridge-crash");
+    let ports = (free_port(), free_port(), free_port());
+    let started = Instant::now();
+    let mut dev = Dev::start_on(None, data_dir.clone(), ports, "3600");
+    dev.wait_ready(started);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let fixture =
+        std::fs::read(repo_root().join("fixtures/submissions/02_physical_table_high.json"))
+            .unwrap();
+    let mut tickets = Vec::new();
+    for n in 0..6 {
+        let mut body: Value = serde_json::from_slice(&fixture).unwrap();
+        body["applyId"] = json!(format!("crash-{n}-{}", std::process::id()));
+        let (status, reply) = call(
+            &http,
+            "POST",
+            &dev.sandbox("/api/dataphin/submit"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 200, "submit: {reply}");
+        tickets.push(reply["processInstanceId"].as_str().unwrap().to_owned());
+    }
+    // Mid-load: the first approvers act, their events are on their way and the stream's work is
+    // running, when every process of the stack is killed.
+    let acted = act_on_running_tasks(&http, &dev, &tickets).await;
+    assert!(
+        acted >= tickets.len(),
+        "every ticket had a running task ({acted} acted)"
+    );
+    dev.kill_all();
+    for port in [ports.0, ports.1, ports.2] {
+        assert!(!listening(port), "port {port} still served after SIGKILL");
+    }
+
+    let restarted = Instant::now();
+    let readies = std::fs::read_to_string(&dev.log_path)
+        .unwrap()
+        .matches("Ready in")
+        .count();
+    let mut dev = Dev::start_on(None, data_dir, ports, "3600");
+    dev.wait_ready_again(restarted, readies);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let all = instances_of(&http, &dev, &tickets).await;
+        for (ticket, instances) in &all {
+            assert_eq!(
+                instances.len(),
+                1,
+                "{ticket} has one backend instance: {instances:?}"
+            );
+        }
+        if all.iter().all(|(_, i)| i[0]["status"] == "COMPLETED") {
+            break;
+        }
+        act_on_running_tasks(&http, &dev, &tickets).await;
+        assert!(
+            Instant::now() < deadline,
+            "instances did not complete: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, callbacks) =
+            call(&http, "GET", &dev.sandbox("/api/dataphin/callbacks"), None).await;
+        let callbacks = callbacks["callbacks"].as_array().unwrap().clone();
+        let finals: Vec<Option<String>> = tickets
+            .iter()
+            .map(|t| {
+                callbacks
+                    .iter()
+                    .filter(|c| {
+                        c["status"] == 200 && c["document"]["processInstanceId"] == t.as_str()
+                    })
+                    .last()
+                    .and_then(|c| c["document"]["status"].as_str().map(str::to_owned))
+            })
+            .collect();
+        let expected: Vec<Option<String>> = (0..tickets.len())
+            .map(|i| Some(if i % 2 == 1 { "REJECTED" } else { "APPROVED" }.to_string()))
+            .collect();
+        if finals == expected {
+            for t in &tickets {
+                let versions: Vec<i64> = callbacks
+                    .iter()
+                    .filter(|c| {
+                        c["status"] == 200 && c["document"]["processInstanceId"] == t.as_str()
+                    })
+                    .filter_map(|c| c["document"]["version"].as_i64())
+                    .collect();
+                assert!(
+                    versions.windows(2).all(|w| w[0] <= w[1]),
+                    "{t}: versions seen by Dataphin only grow: {versions:?}"
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every ticket reached its final state at Dataphin after the restart: {finals:?}\n{}",
+            dev.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    dev.terminate();
 }

@@ -38,7 +38,11 @@ async fn create_connect_get_and_detail_cost_the_fewest_round_trips() {
     );
     // After the answer, the link's stream record looks for events that came before it.
     b.settle().await;
-    assert_eq!(calls.take(), vec!["Query"], "early events, after the answer");
+    assert_eq!(
+        calls.take(),
+        vec!["Query"],
+        "early events, after the answer"
+    );
     let id = reply["processInstanceId"].as_str().unwrap().to_string();
     let ticket = b.ticket(&id).await;
     let instance = ticket.instance_id.clone().expect("forwarded");
@@ -86,7 +90,9 @@ async fn create_connect_get_and_detail_cost_the_fewest_round_trips() {
         .await;
     assert_eq!(status, 200, "{put}");
     calls.take();
-    let (status, reply) = b.create_answer(&fixture("01_physical_table_low.json")).await;
+    let (status, reply) = b
+        .create_answer(&fixture("01_physical_table_low.json"))
+        .await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["status"], "APPROVED");
     let auto_calls = calls.take();

@@ -5,10 +5,15 @@
 use app::App;
 use serde_json::Value;
 
-pub async fn handle(app: &App, event: Value) -> Result<Value, app::AppError> {
+/// `deadline_ms`: the invocation's deadline (ms since the epoch), if it has one.
+pub async fn handle(
+    app: &App,
+    event: Value,
+    deadline_ms: Option<i64>,
+) -> Result<Value, app::AppError> {
     if app::stream::is_stream_event(&event) {
-        return app::stream::handle(app, event).await;
+        return app::stream::handle(app, event, deadline_ms).await;
     }
-    let report = app::dispatch::run(app, app::http::now_ms()).await?;
+    let report = app::dispatch::run_until(app, app::http::now_ms(), deadline_ms).await?;
     Ok(app::dispatch::report_json(&report))
 }

@@ -9,7 +9,8 @@ async fn main() -> Result<(), Error> {
     let app = app::App::from_env().await?;
     let app = &app;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        dispatch::handle(app, event.payload)
+        let deadline = app::invocation_deadline(event.context.deadline as i64, app::http::now_ms());
+        dispatch::handle(app, event.payload, Some(deadline))
             .await
             .map_err(|e| Error::from(e.to_string()))
     }))

@@ -160,11 +160,7 @@ impl StreamRunner {
             if records.is_empty() {
                 continue;
             }
-            let (mapping, invoke, log) = (
-                self.mapping.clone(),
-                invoke.clone(),
-                self.log.clone(),
-            );
+            let (mapping, invoke, log) = (self.mapping.clone(), invoke.clone(), self.log.clone());
             set.spawn(async move { run_lane(&mapping, &invoke, &log, lane, records).await });
         }
         while set.join_next().await.is_some() {}
@@ -241,7 +237,8 @@ fn dead_letter(
         return;
     };
     let seq = |r: Option<&Value>| r.map(|r| r["dynamodb"]["SequenceNumber"].clone());
-    let arrival = |r: Option<&Value>| r.map(|r| r["dynamodb"]["ApproximateCreationDateTime"].clone());
+    let arrival =
+        |r: Option<&Value>| r.map(|r| r["dynamodb"]["ApproximateCreationDateTime"].clone());
     let stream_arn = batch.first().map(|r| r["eventSourceARN"].clone());
     let line = json!({
         "version": "1.0",
@@ -349,7 +346,10 @@ mod tests {
         assert!(!matches(&p, Some(&r("MODIFY", "EVENT#dingtalk#1"))));
         assert!(!matches(&p, Some(&r("INSERT", "#LINK"))));
         let b = json!({"dynamodb": {"NewImage": {"ready": {"BOOL": [true]}}}});
-        assert!(matches(&b, Some(&json!({"dynamodb": {"NewImage": {"ready": {"BOOL": true}}}}))));
+        assert!(matches(
+            &b,
+            Some(&json!({"dynamodb": {"NewImage": {"ready": {"BOOL": true}}}}))
+        ));
         assert!(!matches(&b, Some(&json!({"dynamodb": {"NewImage": {}}}))));
         let e = json!({"a": [{"exists": false}]});
         assert!(matches(&e, Some(&json!({}))));

@@ -224,7 +224,8 @@ async fn apply_one(
     match result {
         Ok(()) => Ok(()),
         Err(
-            err @ (AppError::InvalidField(_) | AppError::InvalidJson(_) | AppError::UnmappedUser(_)),
+            err
+            @ (AppError::InvalidField(_) | AppError::InvalidJson(_) | AppError::UnmappedUser(_)),
         ) => {
             tracing::warn!(instance_id = %instance, error = %err, "recorded event cannot apply: dropped");
             app.store

@@ -191,8 +191,8 @@ fn refresher(
 pub fn dynamo_timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(1))
-        .operation_attempt_timeout(std::time::Duration::from_secs(3))
-        .operation_timeout(std::time::Duration::from_secs(8))
+        .operation_attempt_timeout(std::time::Duration::from_secs(2))
+        .operation_timeout(std::time::Duration::from_secs(5))
         .build()
 }
 
@@ -228,6 +228,16 @@ pub const DEADLINE_MARGIN_MS: i64 = 1_500;
 /// Taken as an instant, every local request would be past its deadline before it started.
 pub const DEADLINE_AS_DURATION_BELOW_MS: i64 = 1_000_000_000_000;
 
+/// The invocation's deadline as an instant (ms since the epoch), from the Lambda context's
+/// (an instant in AWS, a duration under `cargo lambda watch`).
+pub fn invocation_deadline(context_deadline_ms: i64, now_ms: i64) -> i64 {
+    if context_deadline_ms < DEADLINE_AS_DURATION_BELOW_MS {
+        now_ms.saturating_add(context_deadline_ms)
+    } else {
+        context_deadline_ms
+    }
+}
+
 /// Runs `fut` until `DEADLINE_MARGIN_MS` before `deadline_ms` (the Lambda context's deadline, ms
 /// since the epoch); past it, answers `503` with a generic body. Without a deadline, runs `fut` as is.
 pub async fn within_deadline<Fut>(
@@ -238,12 +248,10 @@ pub async fn within_deadline<Fut>(
 where
     Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>>,
 {
-    let Some(mut deadline) = deadline_ms else {
+    let Some(deadline) = deadline_ms else {
         return fut.await;
     };
-    if deadline < DEADLINE_AS_DURATION_BELOW_MS {
-        deadline = now_ms.saturating_add(deadline);
-    }
+    let deadline = invocation_deadline(deadline, now_ms);
     let budget = (deadline - now_ms - DEADLINE_MARGIN_MS).max(0) as u64;
     match tokio::time::timeout(std::time::Duration::from_millis(budget), fut).await {
         Ok(response) => response,

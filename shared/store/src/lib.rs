@@ -8,6 +8,7 @@ pub mod batch;
 pub mod counts;
 pub mod error;
 pub mod history;
+pub mod inbox;
 mod item;
 pub mod list;
 pub mod mappings;
@@ -15,12 +16,11 @@ pub mod meter;
 pub mod rules;
 pub mod schema;
 pub mod tickets;
-pub mod inbox;
 
 pub use error::StoreError;
+pub use inbox::{Recorded, RecordedEvent};
 pub use mappings::{Mapping, MappingPage};
 pub use tickets::{CreateOutcome, StoredTicket};
-pub use inbox::{Recorded, RecordedEvent};
 
 use aws_sdk_dynamodb::Client;
 

@@ -165,6 +165,7 @@ pub async fn call(
     let resp = match function {
         Function::Submit => submit::handle(app, req).await,
         Function::Query => query::handle(app, req).await,
+        Function::Callback => callback::handle(app, req).await,
     };
     let status = resp.status().as_u16();
     let bytes: &[u8] = match resp.body() {
@@ -180,6 +181,7 @@ pub async fn call(
 pub enum Function {
     Submit,
     Query,
+    Callback,
 }
 
 /// Fails with the answer unless `ok` holds for it.

@@ -9,6 +9,7 @@
 
 mod cold;
 mod error;
+mod events;
 mod handlers;
 mod proxy;
 mod runtime;
@@ -45,6 +46,7 @@ struct Options {
     out: Option<PathBuf>,
     skip_cold: bool,
     skip_handlers: bool,
+    skip_events: bool,
     /// Table sizes of the list benchmark, smallest first (the ratios are to the first).
     list_sizes: Vec<usize>,
     /// Extra variables for the spawned functions (`--env K=V`), for what-if runs.
@@ -54,7 +56,7 @@ struct Options {
 const USAGE: &str =
     "bridge-bench [--runs N (20)] [--warm N (200)] [--ops N (200)] [--creates N (100)] \
 [--list-runs N (30)] [--quick (lists up to 10,000 tickets)] [--dynamo-port P (8805)] [--dynalite PATH] [--out FILE] \
-[--skip-cold] [--skip-handlers] [--env KEY=VALUE]...";
+[--skip-cold] [--skip-handlers] [--skip-events] [--env KEY=VALUE]...";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, BenchError> {
     let mut o = Options {
@@ -70,6 +72,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, BenchError>
         out: None,
         skip_cold: false,
         skip_handlers: false,
+        skip_events: false,
         list_sizes: LIST_SIZES.to_vec(),
         extra_env: Vec::new(),
     };
@@ -107,6 +110,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, BenchError>
             }
             "--skip-cold" => o.skip_cold = true,
             "--skip-handlers" => o.skip_handlers = true,
+            "--skip-events" => o.skip_events = true,
             "--quick" => {
                 o.runs = 3;
                 o.warm = 20;
@@ -182,6 +186,10 @@ async fn run() -> Result<(), BenchError> {
             handler_benches(&options, &local, &dynalite, &proxy, &responder, &tokens).await?;
         handler_section(&mut report, &ops);
         list_section(&mut report, &lists, &ops, &options.list_sizes);
+    }
+    if !options.skip_events {
+        let events = events::event_path(&local, options.dynamo_port + 1, 100).await?;
+        events_section(&mut report, &events);
     }
     let _ = writeln!(
         report,
@@ -466,6 +474,36 @@ submit: init + cold request {} ({}); per warm connect {} (over {} invocations).\
         trim(r.warm_calls),
         r.counted_warm
     );
+}
+
+fn events_section(report: &mut String, r: &events::EventResults) {
+    let unit = percentile(&r.get_item, 50.0);
+    let _ = writeln!(
+        report,
+        "## The event path (issue 10)\n\nIn process, the project's dynalite with its stream log and \
+the stream runner of `make dev`, the schedule never running; {} deciding BPM events each. \
+Ratios to one raw GetItem p50 ({} ms) of the same run.\n\n| measure | p50 ms | p99 ms | p99 / GetItem | goal |\n|---|---:|---:|---:|---|",
+        r.answers.len(),
+        ms(unit)
+    );
+    for (name, samples, goal) in [
+        ("answer while Dataphin hangs", &r.answers, "p99 <= 300 ms"),
+        (
+            "deciding event to its result at Dataphin",
+            &r.to_dataphin,
+            "p99 <= 2 s",
+        ),
+    ] {
+        let p99 = percentile(samples, 99.0);
+        let _ = writeln!(
+            report,
+            "| {name} | {} | {} | {} | {goal} |",
+            ms(percentile(samples, 50.0)),
+            ms(p99),
+            ratio_d(p99, unit)
+        );
+    }
+    let _ = writeln!(report);
 }
 
 fn handler_section(report: &mut String, ops: &[OpResult]) {

@@ -1,20 +1,10 @@
 //! The ticket as Dataphin sees it: the result document its callback carries (and
 //! `processinstance/get` replies), and each node's display values.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Approver, ApproverState, IntegrationMethod, Node, Person, Ticket};
+use super::{Approver, ApproverState, Display, IntegrationMethod, Node, Person, Ticket};
 use crate::status::{NodeStatus, Relation, TicketStatus};
-
-/// The four display values of seed 000's table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Display {
-    pub operation: String,
-    pub result: String,
-    pub operator: String,
-    pub description: String,
-}
 
 impl Node {
     /// Seed 000's "External approval system parameters": what Dataphin shows for this node.

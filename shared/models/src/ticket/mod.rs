@@ -15,8 +15,6 @@ mod fold;
 #[cfg(test)]
 mod tests;
 
-pub use document::Display;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -149,6 +147,15 @@ impl Node {
         acted.sort_by_key(|a| a.acted_at.unwrap_or(i64::MAX));
         acted
     }
+}
+
+/// The four display values of seed 000's table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Display {
+    pub operation: String,
+    pub result: String,
+    pub operator: String,
+    pub description: String,
 }
 
 /// What an approver did, as reported by the backend (already normalised by the adapter).

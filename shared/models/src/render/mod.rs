@@ -33,6 +33,14 @@ use unrecognized::unrecognized;
 use crate::content::Content;
 use crate::submission::Submission;
 
+// Here rather than in submission.rs, so that submission.rs does not depend back on the renderer.
+impl Submission {
+    /// The human-readable form approvers see.
+    pub fn form(&self) -> Vec<FormField> {
+        render(self)
+    }
+}
+
 /// The form of a submission: title, applicant and type, then what the content asks for.
 pub fn render(sub: &Submission) -> Vec<FormField> {
     let mut form = Form::default();

@@ -14,7 +14,6 @@ use crate::bounds::{
 use crate::content::Content;
 use crate::error::ModelError;
 use crate::facts::Facts;
-use crate::render::{self, FormField};
 use crate::status::Relation;
 
 /// The `type` values Dataphin documents; anything else is handled as `DEFAULT`.
@@ -148,11 +147,6 @@ impl Submission {
             periods: content.periods(),
             parsed: content.is_parsed(),
         }
-    }
-
-    /// The human-readable form approvers see.
-    pub fn form(&self) -> Vec<FormField> {
-        render::render(self)
     }
 
     /// The applicant first, then every approver in node order (as listed, repeats included).

@@ -4,7 +4,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{Action, ActionKind, Conditions, ExtraNode, Rule, RulesDocument, RulesError};
+use super::document::{Action, ActionKind, Conditions, ExtraNode, Rule, RulesDocument};
+use super::validate::RulesError;
 use crate::status::Relation;
 
 const DOCUMENT_KEYS: &str = "securityLevels, rules";

@@ -148,25 +148,6 @@ impl Dev {
         self.keep_data = true;
     }
 
-    /// Until dev.sh prints that it is ready again (the log is appended to).
-    fn wait_ready_again(&mut self, started: Instant, readies_before: usize) -> Duration {
-        loop {
-            let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-            if log.matches("Ready in").count() > readies_before {
-                return started.elapsed();
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("make dev exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                started.elapsed() < READY_TIMEOUT,
-                "make dev not ready again:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
     fn log(&self) -> String {
         let mut file = match File::open(&self.log_path) {
             Ok(f) => f,
@@ -181,8 +162,15 @@ impl Dev {
 
     /// Until dev.sh prints that it is ready; returns how long that took.
     fn wait_ready(&mut self, started: Instant) -> Duration {
+        self.wait_ready_again(started, 0)
+    }
+
+    /// Until dev.sh has printed that it is ready more than `readies_before` times (a restart on
+    /// the same data folder appends to its log).
+    fn wait_ready_again(&mut self, started: Instant, readies_before: usize) -> Duration {
         loop {
-            if self.log().contains("Ready in") {
+            let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+            if log.matches("Ready in").count() > readies_before {
                 return started.elapsed();
             }
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -554,10 +542,9 @@ async fn a_stack_killed_mid_load_and_restarted_on_the_same_data_loses_nothing() 
             .map(|t| {
                 callbacks
                     .iter()
-                    .filter(|c| {
+                    .rfind(|c| {
                         c["status"] == 200 && c["document"]["processInstanceId"] == t.as_str()
                     })
-                    .last()
                     .and_then(|c| c["document"]["status"].as_str().map(str::to_owned))
             })
             .collect();

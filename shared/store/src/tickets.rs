@@ -510,30 +510,4 @@ impl Store {
         }
         Ok(ids)
     }
-
-    /// Remembers an inbound event id for a while (TTL), so that a replay is recognised even when
-    /// it is about no ticket. Returns false if it was seen before.
-    pub async fn remember_event(
-        &self,
-        source: &str,
-        event_id: &str,
-        expires_at_secs: i64,
-    ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tickets)
-            .item("pk", s(format!("EVENT#{source}#{event_id}")))
-            .item("sk", s("#EVENT"))
-            .item("expires_at", n(expires_at_secs))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(StoreError::from_sdk);
-        match result {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
 }

@@ -53,6 +53,18 @@ impl Ticket {
         }
     }
 
+    /// The node on which `backend_user_id` is still to act: only a pending approver's decision or
+    /// handover changes anything.
+    fn node_awaiting(&mut self, node_id: Option<&str>, backend_user_id: &str) -> Option<usize> {
+        let i = self.node_for(node_id, backend_user_id)?;
+        self.nodes[i]
+            .approvers
+            .iter()
+            .find(|a| a.person.backend_user_id == backend_user_id)
+            .is_some_and(|a| a.state == ApproverState::Pending)
+            .then_some(i)
+    }
+
     fn node_for(&mut self, node_id: Option<&str>, backend_user_id: &str) -> Option<usize> {
         if let Some(id) = node_id {
             return self
@@ -183,16 +195,13 @@ impl Ticket {
         at: i64,
         method: IntegrationMethod,
     ) -> bool {
-        let Some(i) = self.node_for(node_id, backend_user_id) else {
+        let Some(i) = self.node_awaiting(node_id, backend_user_id) else {
             return false;
         };
         let node = &mut self.nodes[i];
-        let Some(approver) = node.approver_mut(backend_user_id) else {
-            return false;
-        };
-        if approver.state != ApproverState::Pending {
-            return false;
-        }
+        let approver = node
+            .approver_mut(backend_user_id)
+            .expect("node_awaiting found this approver");
         let default_reason = match verdict {
             Verdict::Agree => "Agreed",
             Verdict::Refuse => "Refused",
@@ -277,16 +286,13 @@ impl Ticket {
         at: i64,
         method: IntegrationMethod,
     ) -> bool {
-        let Some(i) = self.node_for(node_id, backend_user_id) else {
+        let Some(i) = self.node_awaiting(node_id, backend_user_id) else {
             return false;
         };
         let node = &mut self.nodes[i];
-        let Some(approver) = node.approver_mut(backend_user_id) else {
-            return false;
-        };
-        if approver.state != ApproverState::Pending {
-            return false;
-        }
+        let approver = node
+            .approver_mut(backend_user_id)
+            .expect("node_awaiting found this approver");
         approver.state = ApproverState::HandedOver;
         approver.reason = remark.clone().filter(|r| !r.trim().is_empty());
         approver.acted_at = Some(at);

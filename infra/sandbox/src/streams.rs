@@ -335,8 +335,143 @@ pub fn http_invoke(endpoint: String, function: String, timeout: Duration) -> Inv
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::*;
     use serde_json::json;
+    use std::sync::Mutex;
+
+    /// A stream file of `n` INSERT records of one partition key (one lane, in order).
+    fn stream_file(dir: &std::path::Path, n: usize) -> PathBuf {
+        let path = dir.join("t.jsonl");
+        let mut text = String::new();
+        for i in 1..=n {
+            let r = json!({"eventName": "INSERT", "eventSourceARN": "arn:local/t/stream/local",
+                "dynamodb": {"Keys": {"pk": {"S": "k"}}, "SequenceNumber": format!("{i:021}"),
+                "ApproximateCreationDateTime": 1}});
+            text.push_str(&format!("{r}\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("streams-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// An invoke that records the sequence numbers of each batch and answers with `answer`.
+    fn recording(
+        answer: impl Fn(&[String]) -> Result<Value, String> + Send + Sync + 'static,
+    ) -> (Invoke, Arc<Mutex<Vec<Vec<String>>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let answer = Arc::new(answer);
+        let invoke: Invoke = Arc::new(move |event: Value| {
+            let seqs: Vec<String> = event["Records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    r["dynamodb"]["SequenceNumber"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+            log.lock().unwrap().push(seqs.clone());
+            let reply = answer(&seqs);
+            Box::pin(async move { reply })
+        });
+        (invoke, seen)
+    }
+
+    fn mapping(dir: &std::path::Path) -> Mapping {
+        let mut m = Mapping::new(&[r#"{"eventName": ["INSERT"]}"#], "dispatch");
+        m.batch_size = 3;
+        m.max_retries = 2;
+        m.retry_pause = Duration::from_millis(1);
+        m.dead_letters = Some(dir.join("dead-letters.jsonl"));
+        m
+    }
+
+    #[tokio::test]
+    async fn a_partial_failure_is_retried_from_the_failed_record_and_order_is_kept() {
+        let dir = temp_dir("partial");
+        let log = stream_file(&dir, 5);
+        let failed_once = Arc::new(Mutex::new(false));
+        let (invoke, seen) = recording(move |seqs| {
+            // Record 2 fails the first time it is handed over.
+            let mut once = failed_once.lock().unwrap();
+            match seqs.iter().find(|s| s.ends_with("002")) {
+                Some(s) if !*once => {
+                    *once = true;
+                    Ok(json!({"batchItemFailures": [{"itemIdentifier": s}]}))
+                }
+                _ => Ok(json!({"batchItemFailures": []})),
+            }
+        });
+        let checkpoint = dir.join("t.checkpoint");
+        let mut runner = StreamRunner::new(log.clone(), Some(checkpoint.clone()), mapping(&dir));
+        assert_eq!(runner.drain(&invoke).await, 5);
+        let n = |v: &[&str]| v.iter().map(|s| format!("{:0>21}", s)).collect::<Vec<_>>();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![n(&["1", "2", "3"]), n(&["2", "3"]), n(&["4", "5"])],
+            "record 1 is not handed over again; 2 and 3 are, in order"
+        );
+        assert!(
+            !dir.join("dead-letters.jsonl").exists(),
+            "nothing exhausted"
+        );
+        // A runner started again from the checkpoint hands over nothing twice.
+        let mut again = StreamRunner::new(log, Some(checkpoint), mapping(&dir));
+        assert_eq!(again.drain(&invoke).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_keeps_failing_is_dead_lettered_and_the_lane_moves_on() {
+        let dir = temp_dir("exhausted");
+        let log = stream_file(&dir, 4);
+        let (invoke, seen) = recording(|seqs| {
+            if seqs.iter().any(|s| s.ends_with("001")) {
+                Err("function error: boom".to_string())
+            } else {
+                Ok(json!({"batchItemFailures": []}))
+            }
+        });
+        let mut runner = StreamRunner::new(log, None, mapping(&dir));
+        runner.drain(&invoke).await;
+        let batches = seen.lock().unwrap().clone();
+        assert_eq!(
+            batches.len(),
+            1 + 2 + 1,
+            "first try, 2 retries, then the next batch"
+        );
+        assert!(batches[3].iter().any(|s| s.ends_with("004")), "{batches:?}");
+        let text = std::fs::read_to_string(dir.join("dead-letters.jsonl")).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let d = &lines[0];
+        assert_eq!(d["requestContext"]["condition"], "RetryAttemptsExhausted");
+        assert_eq!(d["requestContext"]["approximateInvokeCount"], 3);
+        assert_eq!(d["DDBStreamBatchInfo"]["batchSize"], 3);
+        assert_eq!(
+            d["DDBStreamBatchInfo"]["startSequenceNumber"],
+            format!("{:0>21}", 1)
+        );
+        assert_eq!(
+            d["DDBStreamBatchInfo"]["endSequenceNumber"],
+            format!("{:0>21}", 3)
+        );
+        assert!(d["responseContext"]["functionError"]
+            .as_str()
+            .unwrap()
+            .contains("boom"));
+    }
 
     #[test]
     fn filter_patterns_match_as_lambda_filters_do() {

@@ -35,11 +35,7 @@ fn dingtalk_crypto(s: &DingTalkSettings) -> AppResult<MessageCrypto> {
 pub async fn dingtalk(app: &App, query: &HashMap<String, String>, body: &[u8]) -> AppResult<Value> {
     let settings = match &app.backend {
         crate::backend::Backend::DingTalk { settings, .. } => settings,
-        _ => {
-            return Err(AppError::NotFound(
-                "the DingTalk backend is not configured".into(),
-            ))
-        }
+        _ => return Err(AppError::BackendNotConfigured("DingTalk")),
     };
     let signature = first(query, &["signature", "msg_signature"])
         .ok_or_else(|| AppError::InvalidField("signature is missing".into()))?;
@@ -510,9 +506,7 @@ pub async fn webhook_event(
     now: i64,
 ) -> AppResult<Value> {
     let Some(settings) = &app.config.webhook else {
-        return Err(AppError::NotFound(
-            "the webhook backend is not configured".into(),
-        ));
+        return Err(AppError::BackendNotConfigured("webhook"));
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     crate::auth::checked(app, crate::secrets::Party::Webhook, || {

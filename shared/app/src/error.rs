@@ -21,6 +21,9 @@ pub enum AppError {
     UnmappedUser(Vec<String>),
     #[error("{0}")]
     NotFound(String),
+    /// A backend's route was called while the bridge runs the other backend.
+    #[error("the {0} backend is not configured")]
+    BackendNotConfigured(&'static str),
     #[error("{0}")]
     Conflict(String),
     #[error("body exceeds {0} bytes")]
@@ -35,6 +38,9 @@ pub enum AppError {
     Misconfigured(String),
     #[error("{0}")]
     Internal(String),
+    /// DynamoDB failed; the cause (the SDK's error) is kept for the log, never shown.
+    #[error("storage: {0}")]
+    Storage(#[source] StoreError),
 }
 
 impl From<ModelError> for AppError {
@@ -50,10 +56,10 @@ impl From<ModelError> for AppError {
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
-        if let StoreError::TooLarge(limit) = e {
-            return AppError::PayloadTooLarge(limit);
+        match e {
+            StoreError::TooLarge(limit) => AppError::PayloadTooLarge(limit),
+            other => AppError::Storage(other),
         }
-        AppError::Internal(format!("storage: {e}"))
     }
 }
 
@@ -63,11 +69,11 @@ impl AppError {
             AppError::InvalidAccessToken | AppError::StaleTimestamp | AppError::Unauthorized => 401,
             AppError::InvalidJson(_) | AppError::InvalidField(_) => 400,
             AppError::UnmappedUser(_) => 422,
-            AppError::NotFound(_) => 404,
+            AppError::NotFound(_) | AppError::BackendNotConfigured(_) => 404,
             AppError::Conflict(_) => 409,
             AppError::PayloadTooLarge(_) => 413,
             AppError::BackendUnavailable(_) => 502,
-            AppError::Internal(_) | AppError::Misconfigured(_) => 500,
+            AppError::Internal(_) | AppError::Storage(_) | AppError::Misconfigured(_) => 500,
         }
     }
 
@@ -78,12 +84,12 @@ impl AppError {
             AppError::InvalidJson(_) => "InvalidJson",
             AppError::InvalidField(_) => "InvalidField",
             AppError::UnmappedUser(_) => "UnmappedUser",
-            AppError::NotFound(_) => "NotFound",
+            AppError::NotFound(_) | AppError::BackendNotConfigured(_) => "NotFound",
             AppError::Conflict(_) => "Conflict",
             AppError::PayloadTooLarge(_) => "PayloadTooLarge",
             AppError::BackendUnavailable(_) => "BackendUnavailable",
             AppError::Unauthorized => "Unauthorized",
-            AppError::Internal(_) | AppError::Misconfigured(_) => "Internal",
+            AppError::Internal(_) | AppError::Storage(_) | AppError::Misconfigured(_) => "Internal",
         }
     }
 
@@ -91,8 +97,9 @@ impl AppError {
     /// detail (storage and SDK errors, which may name roles, accounts and tables) is only logged;
     /// secrets never reach an `AppError` message.
     fn log(&self) -> Option<String> {
-        if let AppError::Internal(detail) = self {
+        if self.is_hidden() {
             let id = correlation_id();
+            let detail = with_causes(self);
             tracing::error!(error_code = self.code(), correlation_id = %id, error = %detail, "request failed");
             return Some(id);
         }
@@ -107,13 +114,17 @@ impl AppError {
     /// What callers are told: the message, except for `Internal` errors, which answer a generic
     /// text with the correlation id of the logged detail.
     fn public_message(&self, correlation: Option<&str>) -> String {
-        match (self, correlation) {
-            (AppError::Internal(_), Some(id)) => {
-                format!("internal error (correlation id {id})")
-            }
-            (AppError::Internal(_), None) => "internal error".into(),
-            _ => self.to_string(),
+        match (self.is_hidden(), correlation) {
+            (true, Some(id)) => format!("internal error (correlation id {id})"),
+            (true, None) => "internal error".into(),
+            (false, _) => self.to_string(),
         }
+    }
+
+    /// Errors whose detail (storage and SDK errors, which may name roles, accounts and tables)
+    /// is logged but never shown.
+    fn is_hidden(&self) -> bool {
+        matches!(self, AppError::Internal(_) | AppError::Storage(_))
     }
 
     /// Dataphin-facing body (SPEC 4): camelCase.
@@ -165,9 +176,63 @@ impl AppError {
     }
 }
 
+/// An error and every cause under it, outermost first (`storage: DynamoDB: ...: ...`).
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        // A message that already quotes its cause (`storage: DynamoDB: ...`) says it once.
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// 16 random hex characters naming one failure in the logs.
 fn correlation_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_keeps_its_cause_for_the_log_and_shows_none_of_it() {
+        let cause = std::io::Error::other("connection reset by 10.0.0.7 (arn:aws:iam::123:role/x)");
+        let e = AppError::from(StoreError::Dynamo {
+            message: "InternalServerError: try again".into(),
+            source: Some(Box::new(cause)),
+        });
+        assert_eq!((e.status(), e.code()), (500, "Internal"));
+        let logged = with_causes(&e);
+        assert!(
+            logged
+                .starts_with("storage: DynamoDB: InternalServerError: try again: connection reset"),
+            "{logged}"
+        );
+        assert_eq!(logged.matches("InternalServerError").count(), 1, "{logged}");
+        let body = e.dataphin_body_with(Some("c0ffee"));
+        assert_eq!(
+            body["errorMessage"],
+            "internal error (correlation id c0ffee)"
+        );
+        assert!(!body.to_string().contains("arn:aws"), "{body}");
+    }
+
+    #[test]
+    fn a_route_of_the_other_backend_is_not_found_by_name() {
+        let e = AppError::BackendNotConfigured("webhook");
+        assert_eq!((e.status(), e.code()), (404, "NotFound"));
+        assert_eq!(
+            e.ops_body()["error_msg"],
+            "the webhook backend is not configured"
+        );
+    }
+}

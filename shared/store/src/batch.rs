@@ -57,8 +57,7 @@ impl Store {
                         .keys(ticket_key(ticket_id))
                         .consistent_read(true)
                         .projection_expression("pk, doc, revision, body_hash")
-                        .build()
-                        .map_err(|e| StoreError::Dynamo(e.to_string()))?,
+                        .build()?,
                 );
                 ticket_pending = false;
             }
@@ -67,11 +66,7 @@ impl Store {
                 for id in chunk {
                     keys = keys.keys(mapping_key(tenant, id));
                 }
-                request.insert(
-                    self.mappings.clone(),
-                    keys.build()
-                        .map_err(|e| StoreError::Dynamo(e.to_string()))?,
-                );
+                request.insert(self.mappings.clone(), keys.build()?);
             }
             let mut round = 0;
             while !request.is_empty() {

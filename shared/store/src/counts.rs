@@ -75,9 +75,7 @@ fn move_one(
             .expression_attribute_values(":less", n(-1)),
         None => update.update_expression("ADD #to :one"),
     };
-    let update = update
-        .build()
-        .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+    let update = update.build()?;
     Ok(TransactWriteItem::builder().update(update).build())
 }
 

@@ -1,4 +1,4 @@
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -9,8 +9,16 @@ pub enum StoreError {
     /// DynamoDB throttled the request; a retry later completes it.
     #[error("table throttled: {0}")]
     Throttled(String),
-    #[error("DynamoDB: {0}")]
-    Dynamo(String),
+    /// DynamoDB refused the request or could not be reached; the SDK's error is kept as the cause.
+    #[error("DynamoDB: {message}")]
+    Dynamo {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A request the store built is invalid (a missing required field): a bug, kept with its cause.
+    #[error("DynamoDB request: {0}")]
+    Request(#[from] aws_sdk_dynamodb::error::BuildError),
     /// The submission does not fit in a DynamoDB item even compressed.
     #[error("submission exceeds {0} bytes once compressed")]
     TooLarge(usize),
@@ -21,8 +29,8 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn from_sdk<E, R>(err: SdkError<E, R>) -> StoreError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
         let code = err.code().unwrap_or_default().to_string();
         let message = err
@@ -45,8 +53,19 @@ impl StoreError {
             "ProvisionedThroughputExceededException"
             | "ThrottlingException"
             | "RequestLimitExceeded" => StoreError::Throttled(message),
-            "" => StoreError::Dynamo(format!("{err:?}").chars().take(300).collect()),
-            _ => StoreError::Dynamo(format!("{code}: {message}")),
+            // No code: the request never got an answer (timeout, connection refused).
+            "" => StoreError::Dynamo {
+                message: DisplayErrorContext(&err)
+                    .to_string()
+                    .chars()
+                    .take(300)
+                    .collect(),
+                source: Some(Box::new(err)),
+            },
+            _ => StoreError::Dynamo {
+                message: format!("{code}: {message}"),
+                source: Some(Box::new(err)),
+            },
         }
     }
 }

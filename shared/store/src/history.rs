@@ -73,8 +73,7 @@ pub(crate) fn archive_if_over_budget(
         .table_name(table)
         .set_item(Some(item))
         .condition_expression("attribute_not_exists(sk)")
-        .build()
-        .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        .build()?;
     ticket.history_archived += entries.len() as u64;
     Ok(Some((
         TransactWriteItem::builder().put(put).build(),

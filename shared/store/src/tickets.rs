@@ -249,8 +249,7 @@ impl Store {
             .table_name(&self.tickets)
             .set_item(Some(attrs))
             .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            .build()?;
         let count = move_count(
             &self.tickets,
             &counted(ticket),
@@ -407,8 +406,7 @@ impl Store {
             .condition_expression("#rev = :expected")
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
-            .build()
-            .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            .build()?;
         with.insert(0, TransactWriteItem::builder().update(update).build());
         self.client
             .transact_write_items()
@@ -432,8 +430,7 @@ impl Store {
         let link = Put::builder()
             .table_name(&self.tickets)
             .set_item(Some(link_item(instance_id, &ticket.id)))
-            .build()
-            .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            .build()?;
         self.save_ticket_with(
             ticket,
             summary,

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use app::config::{BackendKind, Config};
+use app::config::Config;
 use serde_json::{json, Value};
 
 /// One line of the checklist.
@@ -111,7 +111,7 @@ pub async fn run(opts: &Options) -> Vec<Check> {
         .build()
         .expect("an HTTP client builds");
 
-    if let (BackendKind::DingTalk, Some(dt)) = (config.backend, config.dingtalk.as_ref()) {
+    if let Some(dt) = config.backend.dingtalk() {
         let base = dt.api_base.trim_end_matches('/');
         let token = dingtalk_token(&http, base, &dt.app_key, dt.app_secret.expose()).await;
         match &token {
@@ -143,7 +143,7 @@ pub async fn run(opts: &Options) -> Vec<Check> {
         }
         out.push(check_url(&http, opts, dt).await);
         out.push(dingtalk_calls_spent(&map, &config).await);
-    } else if let Some(w) = config.webhook.as_ref() {
+    } else if let Some(w) = config.backend.webhook() {
         out.push(ok("backend", format!("webhook to {}", w.url)));
     }
 

@@ -11,7 +11,7 @@ use models::NodeStatus;
 use models::Relation;
 use serde_json::{json, Value};
 
-use crate::config::{BackendKind, Config, DingTalkSettings};
+use crate::config::{BackendConfig, BackendKind, Config, DingTalkSettings};
 
 /// Why the backend did not do what was asked. The message is short and holds no secret: it is
 /// stored as the ticket's dispatch error.
@@ -95,12 +95,9 @@ pub enum Backend {
 
 impl Backend {
     pub fn from_config(config: &Config) -> Result<Backend, lambda_http::Error> {
-        Ok(match config.backend {
-            BackendKind::DingTalk => {
-                let settings = config
-                    .dingtalk
-                    .clone()
-                    .expect("dingtalk settings present for dingtalk backend");
+        Ok(match &config.backend {
+            BackendConfig::DingTalk(settings) => {
+                let settings = settings.clone();
                 let client = DingTalkClient::new(
                     DingTalkConfig {
                         api_base: settings.api_base.clone(),
@@ -117,11 +114,7 @@ impl Backend {
                 });
                 Backend::DingTalk { client, settings }
             }
-            BackendKind::Webhook => {
-                let w = config
-                    .webhook
-                    .clone()
-                    .expect("webhook settings present for webhook backend");
+            BackendConfig::Webhook(w) => {
                 let cell = w.secret.clone();
                 Backend::Webhook(
                     webhook::WebhookClient::new(&w.url, "")?

@@ -505,7 +505,7 @@ pub async fn webhook_event(
     body: &[u8],
     now: i64,
 ) -> AppResult<Value> {
-    let Some(settings) = &app.config.webhook else {
+    let Some(settings) = app.config.backend.webhook() else {
         return Err(AppError::BackendNotConfigured("webhook"));
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());

@@ -136,6 +136,36 @@ pub struct WebhookSettings {
     pub secret: Secret,
 }
 
+/// The approval backend and its settings: one of the two, never a kind beside two options.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    DingTalk(DingTalkSettings),
+    Webhook(WebhookSettings),
+}
+
+impl BackendConfig {
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            BackendConfig::DingTalk(_) => BackendKind::DingTalk,
+            BackendConfig::Webhook(_) => BackendKind::Webhook,
+        }
+    }
+
+    pub fn dingtalk(&self) -> Option<&DingTalkSettings> {
+        match self {
+            BackendConfig::DingTalk(d) => Some(d),
+            BackendConfig::Webhook(_) => None,
+        }
+    }
+
+    pub fn webhook(&self) -> Option<&WebhookSettings> {
+        match self {
+            BackendConfig::Webhook(w) => Some(w),
+            BackendConfig::DingTalk(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub tickets_table: String,
@@ -145,9 +175,7 @@ pub struct Config {
     pub dataphin_aes_key: Secret,
     pub integration_method: IntegrationMethod,
     pub timestamp_skew_secs: i64,
-    pub backend: BackendKind,
-    pub dingtalk: Option<DingTalkSettings>,
-    pub webhook: Option<WebhookSettings>,
+    pub backend: BackendConfig,
     pub admin_token: Secret,
     pub rules_file: Option<String>,
     pub mapping_fallback: MappingFallback,
@@ -286,7 +314,7 @@ impl Config {
             Party::Admin,
             vec![("ADMIN_TOKEN", self.admin_token.clone())],
         );
-        if let Some(d) = &self.dingtalk {
+        if let Some(d) = self.backend.dingtalk() {
             cells.insert(
                 Party::DingTalkApp,
                 vec![("DINGTALK_APP_SECRET", d.app_secret.clone())],
@@ -299,7 +327,7 @@ impl Config {
                 ],
             );
         }
-        if let Some(w) = &self.webhook {
+        if let Some(w) = self.backend.webhook() {
             cells.insert(Party::Webhook, vec![("WEBHOOK_SECRET", w.secret.clone())]);
         }
         cells
@@ -327,7 +355,7 @@ impl Config {
                 })
             }
         };
-        let dingtalk = match backend {
+        let backend = match backend {
             BackendKind::DingTalk => {
                 let app_key = required(src, "DINGTALK_APP_KEY")?;
                 let agent = required(src, "DINGTALK_AGENT_ID")?;
@@ -335,7 +363,7 @@ impl Config {
                     variable: "DINGTALK_AGENT_ID",
                     problem: "must be a number".into(),
                 })?;
-                Some(DingTalkSettings {
+                BackendConfig::DingTalk(DingTalkSettings {
                     api_base: match optional(src, "DINGTALK_API_BASE") {
                         None => "https://api.dingtalk.com".to_string(),
                         Some(_) => outbound_url(src, "DINGTALK_API_BASE")?,
@@ -362,14 +390,10 @@ impl Config {
                     app_key,
                 })
             }
-            BackendKind::Webhook => None,
-        };
-        let webhook = match backend {
-            BackendKind::Webhook => Some(WebhookSettings {
+            BackendKind::Webhook => BackendConfig::Webhook(WebhookSettings {
                 url: outbound_url(src, "WEBHOOK_URL")?,
                 secret: secret(src, "WEBHOOK_SECRET")?,
             }),
-            BackendKind::DingTalk => None,
         };
         let mapping_fallback = match optional(src, "USER_MAPPING_FALLBACK").as_deref() {
             None | Some("none") => MappingFallback::None,
@@ -390,8 +414,6 @@ impl Config {
             integration_method,
             timestamp_skew_secs: number(src, "TIMESTAMP_SKEW_SECONDS", 300, 0)?,
             backend,
-            dingtalk,
-            webhook,
             admin_token: secret(src, "ADMIN_TOKEN")?,
             rules_file: optional(src, "RULES_FILE"),
             mapping_fallback,

@@ -137,12 +137,10 @@ impl App {
             }
             // A signature the BPM refuses re-reads the webhook secret once, then sends again.
             (Some(rereader), Backend::Webhook(client)) => {
-                let settings = config
-                    .webhook
-                    .as_ref()
-                    .expect("webhook settings for the webhook backend");
-                let refresh = refresher(rereader, secrets::Party::Webhook, &settings.secret);
-                *client = client.clone().with_secret_refresher(refresh);
+                if let Some(settings) = config.backend.webhook() {
+                    let refresh = refresher(rereader, secrets::Party::Webhook, &settings.secret);
+                    *client = client.clone().with_secret_refresher(refresh);
+                }
             }
             _ => {}
         }

@@ -58,7 +58,7 @@ pub fn query(req: &Request) -> HashMap<String, String> {
     out
 }
 
-/// The path's segments, whatever stage prefix the front door added.
+/// The path's segments, decoded, whatever stage prefix the front door added.
 pub fn segments(req: &Request) -> Vec<String> {
     let path = req.raw_http_path();
     let path = if path.is_empty() {
@@ -66,19 +66,14 @@ pub fn segments(req: &Request) -> Vec<String> {
     } else {
         path.to_string()
     };
+    // Percent-decoded as a path is (RFC 3986), not as form data: `+` stays `+` and an encoded
+    // `&` or `=` is part of the segment.
     path.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
-            url::form_urlencoded::parse(s.as_bytes())
-                .next()
-                .map(|(k, v)| {
-                    if v.is_empty() {
-                        k.into_owned()
-                    } else {
-                        format!("{k}={v}")
-                    }
-                })
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
         })
         .collect()
 }
@@ -156,4 +151,19 @@ pub fn check_admin(req: &Request, token: &Secret) -> Result<(), AppError> {
 pub fn parse_json(body: &[u8]) -> Result<Value, AppError> {
     serde_json::from_slice(body)
         .map_err(|e| AppError::InvalidJson(format!("body is not valid JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_are_percent_decoded_not_form_decoded() {
+        let req = lambda_http::http::Request::builder()
+            .uri("/approvals/t%2Fa+b%26c%3Dd%20e/redeliver")
+            .body(lambda_http::Body::Empty)
+            .unwrap();
+        assert_eq!(
+            super::segments(&req),
+            ["approvals", "t/a+b&c=d e", "redeliver"]
+        );
+    }
 }

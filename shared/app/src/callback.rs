@@ -181,16 +181,15 @@ pub async fn apply_waiting(app: &App, instance: &str, ticket_id: Option<&str>) -
 
 /// The id under which a ticket remembers a recorded event it folded.
 fn seen_id(r: &store::RecordedEvent) -> String {
-    let id = r
-        .key
-        .strip_prefix(store::inbox::EVENT_SK_PREFIX)
-        .and_then(|k| k.strip_prefix(&r.source))
-        .and_then(|k| k.strip_prefix('#'))
-        .unwrap_or(&r.key);
     match r.source.as_str() {
-        SOURCE_WEBHOOK => format!("webhook/{id}"),
-        _ => id.to_string(),
+        SOURCE_WEBHOOK => webhook_seen_id(r.event_key()),
+        _ => r.event_key().to_string(),
     }
+}
+
+/// A webhook event's id on the ticket (prefixed: BPM ids and DingTalk ids share one list).
+fn webhook_seen_id(event_id: &str) -> String {
+    format!("webhook/{event_id}")
 }
 
 /// Folds one recorded event into its ticket. A failure that a retry can heal (DynamoDB, DingTalk
@@ -630,11 +629,5 @@ async fn apply_webhook(app: &App, ticket_id: &str, e: &Value, now: i64) -> AppRe
             )))
         }
     }
-    fold(
-        app,
-        ticket_id,
-        Some(&format!("webhook/{event_id}")),
-        &events,
-    )
-    .await
+    fold(app, ticket_id, Some(&webhook_seen_id(&event_id)), &events).await
 }

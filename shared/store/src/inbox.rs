@@ -26,6 +26,17 @@ pub struct RecordedEvent {
     pub body: String,
 }
 
+impl RecordedEvent {
+    /// The event's own id, as it was recorded (the sort key without its prefix and source).
+    pub fn event_key(&self) -> &str {
+        self.key
+            .strip_prefix(EVENT_SK_PREFIX)
+            .and_then(|k| k.strip_prefix(self.source.as_str()))
+            .and_then(|k| k.strip_prefix('#'))
+            .unwrap_or(&self.key)
+    }
+}
+
 /// Whether [`Store::record_event`] wrote the event or found it recorded already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
